@@ -1,0 +1,51 @@
+// The environment is parsed once, here; each component takes the slice it needs.
+// Bad values stop start-up with a message naming the variable.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { z } from 'zod';
+
+const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
+
+const schema = z.object({
+  KILN_PORT: int(8080),
+  KILN_HOST: z.string().default('127.0.0.1'),
+  KILN_STATE_DIR: z.string().default(path.resolve(__dirname, '..', '..', '.kiln')),
+  REDIS_URL: z.string().url().optional(),
+  KILN_OCI_RUNTIME: z.enum(['runc', 'crun']).default('runc'),
+  KILN_INVOKER_METRICS_PORT: int(9101),
+  KILN_INVOKER_MEMORY_MB: int(Math.floor((os.totalmem() / 2 ** 20) * 0.75)),
+  KILN_INVOKER_ID: z.string().regex(/^[a-z0-9-]{1,32}$/).default('invoker0'),
+  KILN_INVOKER_CONCURRENCY: int(32),
+  KILN_PAUSE_GRACE_MS: int(10_000),
+  KILN_IDLE_TIMEOUT_MS: int(600_000),
+  KILN_SYNC_WAIT_MS: int(60_000),
+  KILN_ACTIVATION_TTL_S: int(7 * 24 * 3600),
+  KILN_MAX_BODY_BYTES: int(6 * 2 ** 20),
+  KILN_MAX_PACKAGE_BYTES: int(50 * 2 ** 20),
+  KILN_MAX_LOG_BYTES: int(64 * 2 ** 10),
+  KILN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Config = z.infer<typeof schema>;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return { ...parsed.data, KILN_STATE_DIR: path.resolve(parsed.data.KILN_STATE_DIR) };
+}
+
+/** Where things live inside the state dir. */
+export function statePaths(stateDir: string) {
+  return {
+    root: stateDir,
+    layers: path.join(stateDir, 'layers'),
+    containers: path.join(stateDir, 'containers'),
+    runcRoot: path.join(stateDir, 'runc'),
+    redis: path.join(stateDir, 'redis'),
+    adminKey: path.join(stateDir, 'admin-key'),
+    runtimeLayers: path.join(stateDir, 'layers', 'runtimes.json'),
+  };
+}

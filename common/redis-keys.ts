@@ -1,0 +1,15 @@
+// The Redis key layout, in one place.
+export const QUEUE_NAME = 'kiln-invocations';
+export const DONE_CHANNEL = 'kiln:done';
+
+export const keys = {
+  apiKeys: 'kiln:apikeys', // hash: sha256(key) -> JSON {namespace, admin}
+  namespaces: 'kiln:namespaces', // set
+  fn: (ns: string, name: string) => `kiln:fn:${ns}:${name}`,
+  fnIndex: (ns: string) => `kiln:fns:${ns}`, // set of names
+  blob: (digest: string) => `kiln:blob:${digest}`,
+  activation: (id: string) => `kiln:act:${id}`,
+  activationLogs: (id: string) => `kiln:logs:${id}`,
+  activationsByFn: (ns: string, name: string) => `kiln:acts:${ns}:${name}`, // zset by queuedAt
+  activationsByNs: (ns: string) => `kiln:acts:${ns}`, // zset by queuedAt
+};
