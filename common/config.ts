@@ -10,6 +10,7 @@ const schema = z.object({
   KILN_PORT: int(8080),
   KILN_HOST: z.string().default('127.0.0.1'),
   KILN_STATE_DIR: z.string().default(path.resolve(__dirname, '..', '..', '.kiln')),
+  KILN_LAYERS_DIR: z.string().optional(),
   REDIS_URL: z.string().url().optional(),
   KILN_OCI_RUNTIME: z.enum(['runc', 'crun']).default('runc'),
   KILN_INVOKER_METRICS_PORT: int(9101),
@@ -26,7 +27,7 @@ const schema = z.object({
   KILN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
-export type Config = z.infer<typeof schema>;
+export type Config = Omit<z.infer<typeof schema>, 'KILN_LAYERS_DIR'> & { KILN_LAYERS_DIR: string };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = schema.safeParse(env);
@@ -34,18 +35,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new Error(`invalid configuration:\n${lines.join('\n')}`);
   }
-  return { ...parsed.data, KILN_STATE_DIR: path.resolve(parsed.data.KILN_STATE_DIR) };
+  const stateDir = path.resolve(parsed.data.KILN_STATE_DIR);
+  // Layers may be shared by several state dirs (tests, several invokers on one host).
+  return { ...parsed.data, KILN_STATE_DIR: stateDir, KILN_LAYERS_DIR: path.resolve(parsed.data.KILN_LAYERS_DIR ?? path.join(stateDir, 'layers')) };
 }
 
 /** Where things live inside the state dir. */
 export function statePaths(stateDir: string) {
   return {
     root: stateDir,
-    layers: path.join(stateDir, 'layers'),
     containers: path.join(stateDir, 'containers'),
     runcRoot: path.join(stateDir, 'runc'),
     redis: path.join(stateDir, 'redis'),
     adminKey: path.join(stateDir, 'admin-key'),
-    runtimeLayers: path.join(stateDir, 'layers', 'runtimes.json'),
   };
 }

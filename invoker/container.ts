@@ -1,0 +1,153 @@
+// One function container: its bundle folder, overlay root, cgroup and runtime connection.
+// start() makes it (runc run --detach) and waits until the runtime listens; invoke() sends one
+// call and classifies how it ended; destroy() removes the container, its mount and its folder.
+// A container whose call ended in anything but a reply is marked unhealthy and never reused.
+import { randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { ActivationStatus, Manifest } from '../common/types';
+import { ContainerCgroup } from './cgroups';
+import { buildSpec } from './oci/spec';
+import { OciRuntime } from './oci/runtime';
+import { RunReply, RuntimeClient, waitForSocket } from './protocol';
+import { mountRootfs, unmountRootfs } from './rootfs';
+
+export interface ContainerEnv {
+  runtime: OciRuntime;
+  containersDir: string;
+  cgroupParent: string; // e.g. /kiln/invoker0
+  maxLogBytes: number;
+}
+
+export interface ContainerSpec {
+  fnKey: string; // namespace/name@version
+  name: string;
+  config: Manifest;
+  layers: string[]; // unpacked layer roots, top first
+}
+
+export interface CallOutcome {
+  status: ActivationStatus;
+  result?: unknown;
+  error?: { code: string; message: string; stack?: string };
+  logs: string[];
+  durationMs: number;
+  cpuMs?: number;
+  peakMemoryBytes?: number;
+}
+
+const READY_TIMEOUT_MS = 10_000;
+
+export class Container {
+  healthy = true;
+  inFlight = 0;
+  lastUsed = Date.now();
+  private exited = false;
+
+  private constructor(
+    readonly id: string,
+    readonly spec: ContainerSpec,
+    readonly dir: string,
+    readonly cgroup: ContainerCgroup,
+    private readonly env: ContainerEnv,
+    private readonly client: RuntimeClient,
+  ) {}
+
+  get rootfs(): string {
+    return path.join(this.dir, 'rootfs');
+  }
+
+  static async start(env: ContainerEnv, spec: ContainerSpec): Promise<Container> {
+    const id = `${spec.name.replace(/_/g, '-').slice(0, 40)}-${randomBytes(6).toString('hex')}`;
+    const dir = path.join(env.containersDir, id);
+    const socketDir = path.join(dir, 'sock');
+    const cgroupsPath = `${env.cgroupParent}/${id}`;
+    await fsp.mkdir(socketDir, { recursive: true });
+    const c = new Container(id, spec, dir, new ContainerCgroup(cgroupsPath), env, new RuntimeClient(path.join(socketDir, 'kiln.sock'), spec.config.concurrency));
+    try {
+      await mountRootfs(c.rootfs, spec.layers);
+      const memoryMB = spec.config.memoryMB;
+      const config = buildSpec({
+        hostname: id,
+        // A heap limit below the cgroup limit, so most memory is usable by the JS heap.
+        args: ['/usr/bin/node', `--max-old-space-size=${Math.max(32, Math.floor(memoryMB * 0.8))}`, '/opt/kiln/bootstrap.js'],
+        env: { ...spec.config.env, KILN_HANDLER: spec.config.handler, KILN_MAX_LOG_BYTES: String(env.maxLogBytes) },
+        memoryMB,
+        pidsLimit: 64,
+        tmpSizeMB: 64,
+        cgroupsPath,
+        socketDir,
+      });
+      await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
+      await env.runtime.run(id, dir, c.logPath);
+      await waitForSocket(path.join(socketDir, 'kiln.sock'), READY_TIMEOUT_MS);
+      return c;
+    } catch (e) {
+      await c.destroy().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  get logPath(): string {
+    return path.join(this.dir, 'container.log');
+  }
+
+  async invoke(event: unknown, context: Record<string, unknown>, timeoutMs: number): Promise<CallOutcome> {
+    this.inFlight++;
+    this.lastUsed = Date.now();
+    const solo = this.spec.config.concurrency === 1; // per-call peaks are only exact when alone
+    const cpuBefore = await this.cgroup.cpuUsageNs();
+    if (solo) await this.cgroup.resetPeakMemory();
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
+    const started = performance.now();
+    let outcome: CallOutcome;
+    try {
+      const reply = await this.client.post<RunReply>('/run', { event, context }, abort.signal);
+      const durationMs = performance.now() - started;
+      outcome = reply.ok
+        ? { status: 'success', result: reply.result, logs: reply.logs, durationMs }
+        : { status: 'function_error', error: { code: 'function_error', ...reply.error! }, logs: reply.logs, durationMs };
+    } catch (e) {
+      const durationMs = performance.now() - started;
+      this.healthy = false;
+      outcome = abort.signal.aborted
+        ? { status: 'timeout', error: { code: 'timeout', message: `the function did not finish within ${timeoutMs} ms` }, logs: [], durationMs }
+        : await this.classifyCrash(durationMs, e as Error);
+    } finally {
+      clearTimeout(timer);
+      this.inFlight--;
+      this.lastUsed = Date.now();
+    }
+    const cpuAfter = await this.cgroup.cpuUsageNs();
+    if (cpuBefore !== null && cpuAfter !== null) outcome.cpuMs = (cpuAfter - cpuBefore) / 1e6;
+    if (solo) outcome.peakMemoryBytes = (await this.cgroup.peakMemoryBytes()) ?? undefined;
+    return outcome;
+  }
+
+  /** The connection broke: the runtime process died. Say why, as precisely as we can tell. */
+  private async classifyCrash(durationMs: number, cause: Error): Promise<CallOutcome> {
+    const log = (await fsp.readFile(this.logPath, 'utf8').catch(() => '')).slice(-4000);
+    if ((await this.cgroup.oomKills()) > 0 || /heap out of memory/i.test(log)) {
+      return { status: 'out_of_memory', error: { code: 'out_of_memory', message: `the function exceeded its memory limit of ${this.spec.config.memoryMB} MB` }, logs: [], durationMs };
+    }
+    return {
+      status: 'function_error',
+      error: { code: 'function_error', message: `the function's process exited unexpectedly (${cause.message})`, stack: log.slice(-2000) || undefined },
+      logs: [],
+      durationMs,
+    };
+  }
+
+  /** Removes everything this container made. Safe to call twice. */
+  async destroy(): Promise<void> {
+    this.healthy = false;
+    this.client.close();
+    if (!this.exited) {
+      this.exited = true;
+      await this.env.runtime.delete(this.id);
+    }
+    await unmountRootfs(this.rootfs);
+    await fsp.rm(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,71 @@
+// The invoker's side of the runtime protocol: JSON over HTTP over the container's unix socket.
+import * as http from 'node:http';
+import * as net from 'node:net';
+
+export interface RunReply {
+  ok: boolean;
+  result?: unknown;
+  error?: { message: string; stack?: string };
+  logs: string[];
+}
+
+export class RuntimeClient {
+  private readonly agent: http.Agent;
+
+  constructor(private readonly socketPath: string, maxSockets: number) {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets });
+  }
+
+  post<T>(route: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    const payload = JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          socketPath: this.socketPath,
+          path: route,
+          method: 'POST',
+          agent: this.agent,
+          signal,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        },
+        (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c) => parts.push(c));
+          res.on('end', () => {
+            try {
+              resolve(JSON.parse(Buffer.concat(parts).toString('utf8')) as T);
+            } catch (e) {
+              reject(e);
+            }
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+/** Resolves once something accepts connections on the socket; rejects after `timeoutMs`. */
+export async function waitForSocket(socketPath: string, timeoutMs: number, alive: () => boolean = () => true): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(socketPath);
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (!alive()) throw new Error('the container exited before its runtime was ready');
+    if (Date.now() > deadline) throw new Error(`the runtime did not listen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}

@@ -1,0 +1,26 @@
+// A container's root filesystem: a read-only overlayfs of its layers (function code on top,
+// then the language runtime, then the base). With no upper layer the mount itself is
+// read-only; the container's only writable places are its size-limited /tmp and /dev/shm.
+import * as fsp from 'node:fs/promises';
+import { run } from '../common/process';
+
+export async function mountRootfs(target: string, layersTopFirst: string[]): Promise<void> {
+  await fsp.mkdir(target, { recursive: true });
+  await run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${layersTopFirst.join(':')}`, target], { timeoutMs: 10_000 });
+}
+
+export async function unmountRootfs(target: string): Promise<void> {
+  if (!(await mountedUnder(target)).includes(target)) return;
+  await run('umount', ['--lazy', target], { timeoutMs: 10_000 });
+}
+
+/** Mount points at or under a folder, deepest first (read from /proc/self/mounts). */
+export async function mountedUnder(dir: string): Promise<string[]> {
+  const text = await fsp.readFile('/proc/self/mounts', 'utf8');
+  return text
+    .split('\n')
+    .map((l) => l.split(' ')[1])
+    .filter((m) => m && (m === dir || m.startsWith(dir + '/')))
+    .map((m) => m.replace(/\\040/g, ' '))
+    .sort((a, b) => b.length - a.length);
+}
