@@ -40,7 +40,7 @@ const READY_TIMEOUT_MS = 10_000;
 
 export class Container {
   healthy = true;
-  inFlight = 0;
+  inFlight = 0; // calls reserved by the pool
   lastUsed = Date.now();
   private exited = false;
 
@@ -93,7 +93,6 @@ export class Container {
   }
 
   async invoke(event: unknown, context: Record<string, unknown>, timeoutMs: number): Promise<CallOutcome> {
-    this.inFlight++;
     this.lastUsed = Date.now();
     const solo = this.spec.config.concurrency === 1; // per-call peaks are only exact when alone
     const cpuBefore = await this.cgroup.cpuUsageNs();
@@ -116,7 +115,6 @@ export class Container {
         : await this.classifyCrash(durationMs, e as Error);
     } finally {
       clearTimeout(timer);
-      this.inFlight--;
       this.lastUsed = Date.now();
     }
     const cpuAfter = await this.cgroup.cpuUsageNs();

@@ -27,7 +27,8 @@ export async function findBusybox(): Promise<string> {
 
 /** The shared libraries a binary loads, as ldd names them (path inside the image = host path). */
 export async function sharedLibraries(binary: string): Promise<string[]> {
-  const out = await run('ldd', [binary]);
+  // A static binary makes ldd exit non-zero: it needs no libraries.
+  const out = await run('ldd', [binary]).catch(() => '');
   const libs = new Set<string>();
   for (const line of out.split('\n')) {
     const m = line.match(/(?:=>\s*)?(\/\S+)\s+\(0x/);
@@ -91,7 +92,7 @@ async function stage(fn: (dir: string) => Promise<void>): Promise<string> {
 export async function buildBaseLayer(store: LayerStore, nodeBinary: string): Promise<string> {
   const busybox = await findBusybox();
   const applets = (await run(busybox, ['--list'])).split('\n').filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== 'busybox');
-  const libs = await sharedLibraries(nodeBinary);
+  const libs = [...new Set([...(await sharedLibraries(nodeBinary)), ...(await sharedLibraries(busybox))])].sort();
   const dir = await stage(async (s) => {
     for (const d of BASE_DIRS) await fsp.mkdir(path.join(s, d), { recursive: true });
     await put(s, 'bin/busybox', busybox, 0o755);

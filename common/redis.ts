@@ -1,0 +1,35 @@
+// Redis connections. With REDIS_URL unset the platform runs its own redis-server on a unix
+// socket in the state dir (no port to collide with), and every component connects there.
+import * as path from 'node:path';
+import type { ConnectionOptions } from 'bullmq';
+import { Redis, RedisOptions } from 'ioredis';
+import { Config, statePaths } from './config';
+
+export function embeddedRedisSocket(stateDir: string): string {
+  return path.join(statePaths(stateDir).redis, 'redis.sock');
+}
+
+export function redisOptions(config: Pick<Config, 'REDIS_URL' | 'KILN_STATE_DIR'>): RedisOptions {
+  // maxRetriesPerRequest null: BullMQ workers need it; commands wait across reconnects.
+  const common: RedisOptions = { maxRetriesPerRequest: null, enableReadyCheck: true };
+  if (!config.REDIS_URL) return { ...common, path: embeddedRedisSocket(config.KILN_STATE_DIR) };
+  const u = new URL(config.REDIS_URL);
+  return {
+    ...common,
+    host: u.hostname,
+    port: Number(u.port || 6379),
+    username: u.username || undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+    tls: u.protocol === 'rediss:' ? {} : undefined,
+  };
+}
+
+export function connect(config: Pick<Config, 'REDIS_URL' | 'KILN_STATE_DIR'>, extra: RedisOptions = {}): Redis {
+  return new Redis({ ...redisOptions(config), ...extra });
+}
+
+/** The same options, typed for BullMQ's Queue and Worker. */
+export function bullConnection(config: Pick<Config, 'REDIS_URL' | 'KILN_STATE_DIR'>): ConnectionOptions {
+  return redisOptions(config) as ConnectionOptions;
+}

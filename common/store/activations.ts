@@ -1,0 +1,83 @@
+// Activation records and their logs, in Redis with a TTL. A record becomes final exactly once:
+// the Lua script refuses a second final write, so a retried or duplicated job can never give
+// an activation two results. Final records are published for gateways waiting on sync calls.
+import { Redis } from 'ioredis';
+import { DONE_CHANNEL, keys } from '../redis-keys';
+import { ActivationRecord, FINAL_STATUSES } from '../types';
+
+const KEEP_PER_LIST = 1000;
+
+// KEYS: record, logs. ARGV: record json, logs json, ttl, channel, final statuses (csv)
+const FINISH = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local status = cjson.decode(cur)['status']
+  for s in string.gmatch(ARGV[5], '[^,]+') do
+    if s == status then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return 1`;
+
+// KEYS: record. ARGV: record json, ttl, final statuses. Updates only a record not yet final.
+const UPDATE = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local status = cjson.decode(cur)['status']
+  for s in string.gmatch(ARGV[3], '[^,]+') do
+    if s == status then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1`;
+
+export class ActivationStore {
+  constructor(private readonly redis: Redis, private readonly ttlSeconds: number) {}
+
+  async create(r: ActivationRecord): Promise<void> {
+    const t = this.redis.multi();
+    t.set(keys.activation(r.activationId), JSON.stringify(r), 'EX', this.ttlSeconds);
+    for (const list of [keys.activationsByFn(r.namespace, r.function), keys.activationsByNs(r.namespace)]) {
+      t.zadd(list, r.queuedAt, r.activationId);
+      t.zremrangebyrank(list, 0, -KEEP_PER_LIST - 1);
+      t.expire(list, this.ttlSeconds);
+    }
+    await t.exec();
+  }
+
+  /** Records progress (e.g. running); returns false if the record is already final. */
+  async update(r: ActivationRecord): Promise<boolean> {
+    const n = await this.redis.eval(UPDATE, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','));
+    return n === 1;
+  }
+
+  /** Writes the final record and its logs once; returns false if it was already final. */
+  async finish(r: ActivationRecord, logs: string[]): Promise<boolean> {
+    const n = await this.redis.eval(
+      FINISH, 2, keys.activation(r.activationId), keys.activationLogs(r.activationId),
+      JSON.stringify(r), JSON.stringify(logs), this.ttlSeconds, DONE_CHANNEL, FINAL_STATUSES.join(','),
+    );
+    return n === 1;
+  }
+
+  async get(id: string): Promise<ActivationRecord | null> {
+    const s = await this.redis.get(keys.activation(id));
+    return s ? (JSON.parse(s) as ActivationRecord) : null;
+  }
+
+  async logs(id: string): Promise<string[]> {
+    const s = await this.redis.get(keys.activationLogs(id));
+    return s ? (JSON.parse(s) as string[]) : [];
+  }
+
+  /** Newest first, for one namespace and optionally one function. */
+  async list(namespace: string, fn: string | undefined, limit: number): Promise<ActivationRecord[]> {
+    const list = fn ? keys.activationsByFn(namespace, fn) : keys.activationsByNs(namespace);
+    const ids = await this.redis.zrevrange(list, 0, limit - 1);
+    if (ids.length === 0) return [];
+    const values = await this.redis.mget(ids.map((id) => keys.activation(id)));
+    return values.filter((v): v is string => v !== null).map((v) => JSON.parse(v) as ActivationRecord);
+  }
+}

@@ -1,0 +1,32 @@
+// Authentication: a Bearer API key maps to one namespace; the admin key acts in any namespace
+// (choose it with ?namespace=NAME; its own is 'default'). Keys are looked up by their hash.
+import { Context, Next } from 'koa';
+import { KilnError, badRequest } from '../common/errors';
+import { ApiKeyStore, Principal } from '../common/store/apikeys';
+import { NAME_RE } from '../common/types';
+
+export const ADMIN_NAMESPACE = 'default';
+
+export function authenticate(keys: ApiKeyStore) {
+  return async (ctx: Context, next: Next) => {
+    const m = /^Bearer\s+(\S+)$/i.exec(ctx.get('authorization'));
+    const principal = m ? await keys.lookup(m[1]) : null;
+    if (!principal) throw new KilnError('unauthorized', m ? 'the API key is not valid' : 'missing Authorization: Bearer <api key>');
+    ctx.state.principal = principal;
+    await next();
+  };
+}
+
+/** The namespace a request acts in. */
+export function namespaceOf(ctx: Context): string {
+  const p = ctx.state.principal as Principal;
+  const asked = ctx.query.namespace;
+  if (asked === undefined || asked === p.namespace) return p.namespace;
+  if (typeof asked !== 'string' || !NAME_RE.test(asked)) throw badRequest('invalid namespace name');
+  if (!p.admin) throw new KilnError('forbidden', `this key belongs to namespace '${p.namespace}'`);
+  return asked;
+}
+
+export function requireAdmin(ctx: Context): void {
+  if (!(ctx.state.principal as Principal).admin) throw new KilnError('forbidden', 'this needs the admin key');
+}

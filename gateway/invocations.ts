@@ -1,0 +1,44 @@
+// Accepting an invocation: look the function up, write the queued record, put the job on the
+// queue (the job id is the activation id, so a job is never queued twice), and for sync calls
+// wait for the final record up to the gateway's wait limit.
+import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { notFound } from '../common/errors';
+import { ActivationStore } from '../common/store/activations';
+import { FunctionStore } from '../common/store/functions';
+import { ActivationRecord, InvocationJob } from '../common/types';
+import { ResultWaiter } from './results';
+
+export interface Accepted {
+  activationId: string;
+  record: ActivationRecord | null; // null: async, or the wait limit passed
+}
+
+export class Invocations {
+  constructor(
+    private readonly queue: Queue,
+    private readonly functions: FunctionStore,
+    private readonly activations: ActivationStore,
+    private readonly waiter: ResultWaiter,
+    private readonly syncWaitMs: number,
+  ) {}
+
+  async invoke(namespace: string, name: string, event: unknown, sync: boolean, onlyWeb = false): Promise<Accepted> {
+    const fn = await this.functions.get(namespace, name);
+    if (!fn || (onlyWeb && !fn.config.web)) throw notFound(`no function '${name}' in namespace '${namespace}'`);
+    const activationId = randomBytes(16).toString('hex');
+    const queuedAt = Date.now();
+    await this.activations.create({
+      activationId, namespace, function: name, version: fn.version, status: 'queued', queuedAt, memoryMB: fn.config.memoryMB,
+    });
+    const job: InvocationJob = { activationId, namespace, function: name, version: fn.version, digest: fn.digest, config: fn.config, event, queuedAt };
+    const pending = sync ? this.waiter.expect(activationId) : null;
+    try {
+      await this.queue.add('invoke', job, { jobId: activationId, removeOnComplete: true, removeOnFail: { age: 24 * 3600 } });
+    } catch (e) {
+      pending?.cancel();
+      throw e;
+    }
+    return { activationId, record: pending ? await pending.wait(this.syncWaitMs) : null };
+  }
+}

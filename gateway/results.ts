@@ -1,0 +1,42 @@
+// Waits for final activation records. Invokers publish every final record on one channel;
+// this gateway keeps one subscriber connection and hands each record to whoever waits for it.
+import { Redis } from 'ioredis';
+import { DONE_CHANNEL } from '../common/redis-keys';
+import { ActivationStore } from '../common/store/activations';
+import { ActivationRecord, FINAL_STATUSES } from '../common/types';
+
+export class ResultWaiter {
+  private readonly waiting = new Map<string, (r: ActivationRecord) => void>();
+
+  constructor(private readonly subscriber: Redis, private readonly activations: ActivationStore) {
+    subscriber.on('message', (_channel: string, message: string) => {
+      const record = JSON.parse(message) as ActivationRecord;
+      this.waiting.get(record.activationId)?.(record);
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.subscriber.subscribe(DONE_CHANNEL);
+  }
+
+  /** Registers interest before the job is queued, so a fast result is never missed. */
+  expect(activationId: string): { wait: (ms: number) => Promise<ActivationRecord | null>; cancel: () => void } {
+    let resolve!: (r: ActivationRecord | null) => void;
+    const done = new Promise<ActivationRecord | null>((r) => (resolve = r));
+    this.waiting.set(activationId, resolve);
+    const cancel = () => this.waiting.delete(activationId);
+    return {
+      cancel,
+      wait: async (ms) => {
+        const timer = setTimeout(() => resolve(null), ms);
+        const r = await done;
+        clearTimeout(timer);
+        cancel();
+        if (r) return r;
+        // A message lost in a reconnect: the record itself is the truth.
+        const stored = await this.activations.get(activationId);
+        return stored && FINAL_STATUSES.includes(stored.status) ? stored : null;
+      },
+    };
+  }
+}

@@ -1,0 +1,42 @@
+// Invoking a function: sync (wait for the result up to the wait limit) or async (202 at once).
+import Router from '@koa/router';
+import { Context } from 'koa';
+import { ErrorCode, STATUS_OF } from '../../common/errors';
+import { namespaceOf } from '../auth';
+import { readJson } from '../body';
+import { Deps } from '../deps';
+import { Accepted } from '../invocations';
+import { validName } from './functions';
+
+export function invokeRoutes(router: Router, d: Deps): void {
+  router.post('/v1/functions/:name/invoke', async (ctx) => {
+    const name = validName(ctx.params.name);
+    const ns = namespaceOf(ctx);
+    const event = await readJson(ctx, d.config.KILN_MAX_BODY_BYTES);
+    const sync = ctx.query.async !== 'true';
+    const accepted = await d.invocations.invoke(ns, name, event, sync);
+    d.metrics.accepted.inc({ namespace: ns, function: name, mode: sync ? 'sync' : 'async' });
+    respond(ctx, accepted);
+  });
+}
+
+/** Answers with the final record's result or error, or 202 when there is none yet. */
+export function respond(ctx: Context, a: Accepted): void {
+  ctx.set('X-Kiln-Activation-Id', a.activationId);
+  const r = a.record;
+  if (!r) {
+    ctx.status = 202;
+    ctx.body = { activationId: a.activationId };
+    return;
+  }
+  if (r.start) ctx.set('X-Kiln-Start', r.start);
+  if (r.status === 'success') {
+    ctx.status = 200;
+    ctx.type = 'application/json';
+    ctx.body = JSON.stringify(r.result ?? null);
+    return;
+  }
+  const code = (r.error?.code ?? r.status) as ErrorCode;
+  ctx.status = STATUS_OF[code] ?? 500;
+  ctx.body = { error: { code, message: r.error?.message ?? r.status }, activationId: a.activationId };
+}

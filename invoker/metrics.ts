@@ -1,0 +1,69 @@
+// The invoker's Prometheus metrics. It is the one place that sees every invocation end, so the
+// per-invocation counters and histograms live here. Gauges of current state are computed at
+// scrape time from the pool.
+import * as client from 'prom-client';
+import { ActivationRecord } from '../common/types';
+import { Pool } from './pool';
+
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+export function createInvokerMetrics(registry: client.Registry, invokerId: string, pool: () => Pool | undefined, memoryCapacityBytes: number) {
+  client.collectDefaultMetrics({ register: registry });
+  const invocations = new client.Counter({
+    name: 'kiln_invocations_total', help: 'Invocations that ended, by final status and start kind',
+    labelNames: ['namespace', 'function', 'status', 'start'], registers: [registry],
+  });
+  const duration = new client.Histogram({
+    name: 'kiln_invocation_duration_seconds', help: 'Time the handler ran, seen from the invoker',
+    labelNames: ['namespace', 'function'], buckets: DURATION_BUCKETS, registers: [registry],
+  });
+  const wait = new client.Histogram({
+    name: 'kiln_invocation_wait_seconds', help: 'Time from acceptance to the start of the call (queue and container start)',
+    labelNames: ['namespace', 'function'], buckets: DURATION_BUCKETS, registers: [registry],
+  });
+  const coldStart = new client.Histogram({
+    name: 'kiln_cold_start_seconds', help: 'Time to make a container ready for a call, by kind',
+    labelNames: ['runtime', 'kind'], buckets: DURATION_BUCKETS, registers: [registry],
+  });
+  const gbSeconds = new client.Counter({
+    name: 'kiln_billed_gb_seconds_total', help: 'Billed GB-seconds: billedMs x memoryMB',
+    labelNames: ['namespace', 'function'], registers: [registry],
+  });
+  const cpu = new client.Counter({
+    name: 'kiln_function_cpu_seconds_total', help: 'CPU time used by function containers during calls',
+    labelNames: ['namespace', 'function'], registers: [registry],
+  });
+  new client.Gauge({
+    name: 'kiln_containers', help: 'Function containers on this invoker by state',
+    labelNames: ['invoker', 'state'], registers: [registry],
+    collect() {
+      const all = pool()?.all() ?? [];
+      this.reset();
+      this.set({ invoker: invokerId, state: 'busy' }, all.filter((c) => c.inFlight > 0).length);
+      this.set({ invoker: invokerId, state: 'ready' }, all.filter((c) => c.inFlight === 0).length);
+    },
+  });
+  new client.Gauge({
+    name: 'kiln_invoker_memory_bytes', help: 'Container memory on this invoker: capacity and used (sum of limits)',
+    labelNames: ['invoker', 'kind'], registers: [registry],
+    collect() {
+      const used = (pool()?.all() ?? []).reduce((n, c) => n + c.spec.config.memoryMB * 2 ** 20, 0);
+      this.set({ invoker: invokerId, kind: 'capacity' }, memoryCapacityBytes);
+      this.set({ invoker: invokerId, kind: 'used' }, used);
+    },
+  });
+
+  return {
+    observe(r: ActivationRecord, runtime: string) {
+      const fn = { namespace: r.namespace, function: r.function };
+      invocations.inc({ ...fn, status: r.status, start: r.start ?? 'none' });
+      if (r.durationMs !== undefined) duration.observe(fn, r.durationMs / 1000);
+      if (r.waitMs !== undefined) wait.observe(fn, r.waitMs / 1000);
+      if (r.start === 'cold' && r.initMs !== undefined) coldStart.observe({ runtime, kind: 'cold' }, r.initMs / 1000);
+      if (r.billedMs !== undefined) gbSeconds.inc(fn, (r.billedMs / 1000) * (r.memoryMB / 1024));
+      if (r.cpuMs !== undefined) cpu.inc(fn, r.cpuMs / 1000);
+    },
+  };
+}
+
+export type InvokerMetrics = ReturnType<typeof createInvokerMetrics>;

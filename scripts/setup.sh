@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Prepares this machine for kiln, from a fresh Debian with Node.js 20 and root: the Debian
+# packages it needs, the npm packages, the TypeScript build and the base and runtime image
+# layers. Quick and silent when everything is already there; `npm start` and `npm test` run it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v runc >/dev/null || need+=(runc)
+command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
+command -v mount >/dev/null || need+=(mount)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "kiln: missing Debian packages (${need[*]}) and not root to install them" >&2
+    exit 1
+  fi
+  echo "kiln: installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Debian's redis-server package may start a system service; kiln runs its own.
+  if command -v service >/dev/null && pgrep -x redis-server >/dev/null 2>&1; then
+    service redis-server stop >/dev/null 2>&1 || true
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+npx tsc -p tsconfig.json
+node dist/invoker/images/main.js
