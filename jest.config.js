@@ -1,9 +1,11 @@
 // Unit tests are fast and need nothing; integration tests start real redis-server, gateway,
-// invoker and runc containers (they need root and the prepared layers from scripts/setup.sh).
-const tsJest = ['ts-jest', { isolatedModules: true, diagnostics: false }];
+// invoker and runc containers (they need root and the layers prepared by scripts/setup.sh).
+// Types are checked by `tsc` in setup; tests are only transpiled here.
+const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json', diagnostics: false }] };
+const common = { transform, testEnvironment: 'node', modulePathIgnorePatterns: ['<rootDir>/.kiln/', '<rootDir>/functions/', '<rootDir>/dist/'] };
 module.exports = {
   projects: [
-    { displayName: 'unit', testMatch: ['<rootDir>/tests/unit/**/*.test.ts'], transform: { '^.+\\.ts$': tsJest }, testEnvironment: 'node' },
-    { displayName: 'integration', testMatch: ['<rootDir>/tests/integration/**/*.test.ts'], transform: { '^.+\\.ts$': tsJest }, testEnvironment: 'node', testTimeout: 120000 },
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/tests/unit/**/*.test.ts'] },
+    { ...common, displayName: 'integration', testMatch: ['<rootDir>/tests/integration/**/*.test.ts'], testTimeout: 120000 },
   ],
 };

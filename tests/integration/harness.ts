@@ -1,0 +1,156 @@
+// Starts a real kiln (embedded redis-server, gateway, invoker: `node dist/platform/main.js`) in a
+// temporary state dir on free ports, and checks afterwards that nothing was left behind.
+import { ChildProcess, execFile, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+const exec = promisify(execFile);
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Platform {
+  url: string;
+  key: string;
+  stateDir: string;
+  invokerId: string;
+  child: ChildProcess;
+  env: NodeJS.ProcessEnv;
+  cli(args: string[], extraEnv?: NodeJS.ProcessEnv): Promise<CliResult>;
+  api(method: string, route: string, body?: unknown, opts?: { key?: string | null; raw?: Buffer | string; contentType?: string }): Promise<{ status: number; headers: Headers; body: any; text: string }>;
+  children(): Promise<number[]>;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export async function startPlatform(extraEnv: NodeJS.ProcessEnv = {}): Promise<Platform> {
+  const stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-it-'));
+  const port = await freePort();
+  const invokerId = `it-${path.basename(stateDir).slice(-6).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    KILN_STATE_DIR: stateDir,
+    KILN_LAYERS_DIR: path.join(ROOT, '.kiln', 'layers'),
+    KILN_PORT: String(port),
+    KILN_INVOKER_METRICS_PORT: String(await freePort()),
+    KILN_INVOKER_ID: invokerId,
+    KILN_DEPLOY_EXAMPLES: '0',
+    KILN_LOG_LEVEL: 'warn',
+    ...extraEnv,
+  };
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'platform', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`platform did not start:\n${output}`)), 60_000);
+    const check = () => {
+      if (output.includes('kiln is running')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', (code) => reject(new Error(`platform exited ${code}:\n${output}`)));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const key = (await fsp.readFile(path.join(stateDir, 'admin-key'), 'utf8')).trim();
+  const cliEnv = { ...env, KILN_URL: url, KILN_API_KEY: key };
+
+  const p: Platform = {
+    url, key, stateDir, invokerId, child, env,
+    async cli(args, more = {}) {
+      try {
+        const { stdout, stderr } = await exec(process.execPath, [path.join(ROOT, 'bin', 'kiln'), ...args], { env: { ...cliEnv, ...more }, cwd: ROOT });
+        return { code: 0, stdout, stderr };
+      } catch (e) {
+        const err = e as { code: number; stdout: string; stderr: string };
+        return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+      }
+    },
+    async api(method, route, body, opts = {}) {
+      const headers: Record<string, string> = {};
+      const k = opts.key === undefined ? key : opts.key;
+      if (k) headers.authorization = `Bearer ${k}`;
+      let payload: Buffer | string | undefined = opts.raw;
+      if (body !== undefined) payload = JSON.stringify(body);
+      if (payload !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
+      const res = await fetch(url + route, { method, headers, body: payload });
+      const text = await res.text();
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      return { status: res.status, headers: res.headers, body: parsed, text };
+    },
+    async children() {
+      const { stdout } = await exec('pgrep', ['-P', String(child.pid)]).catch(() => ({ stdout: '' }));
+      return stdout.split('\n').filter(Boolean).map(Number);
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+  return p;
+}
+
+/** Everything of this platform's that is still on the machine. Empty lists mean clean. */
+export async function leftovers(p: Platform, pids: number[]) {
+  const runcRoot = path.join(p.stateDir, 'runc', p.invokerId);
+  const containers = fs.existsSync(runcRoot)
+    ? (await exec('runc', ['--root', runcRoot, 'list', '-q'])).stdout.split('\n').filter(Boolean)
+    : [];
+  const mounts = (await fsp.readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes(p.stateDir));
+  const cgroups: string[] = [];
+  for (const h of await fsp.readdir('/sys/fs/cgroup')) {
+    const dir = path.join('/sys/fs/cgroup', h, 'kiln', p.invokerId);
+    if (fs.existsSync(dir)) cgroups.push(dir);
+  }
+  const alive = pids.filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const { stdout } = await exec('pgrep', ['-f', p.stateDir]).catch(() => ({ stdout: '' }));
+  const processes = [...alive, ...stdout.split('\n').filter(Boolean).map(Number)];
+  return { containers, mounts, cgroups, processes };
+}
+
+export const fn = (name: string) => path.join(ROOT, 'functions', name);
+
+/** Polls until `check` returns a value, or fails after `ms`. */
+export async function eventually<T>(check: () => Promise<T | undefined | null | false>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

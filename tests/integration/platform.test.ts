@@ -1,0 +1,243 @@
+// End to end through the real parts: embedded redis-server, gateway, invoker, runc containers.
+// Functions are deployed with the CLI and invoked over HTTP.
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tar from 'tar';
+import { eventually, fn, leftovers, Platform, startPlatform } from './harness';
+
+jest.setTimeout(120_000);
+
+let p: Platform;
+let pids: number[] = [];
+
+beforeAll(async () => {
+  p = await startPlatform({ KILN_MAX_BODY_BYTES: String(256 * 1024) });
+  pids = await p.children();
+  for (const name of ['hello', 'echo', 'slugify', 'inspect', 'crash']) {
+    const r = await p.cli(['deploy', fn(name), '--json']);
+    expect(r).toMatchObject({ code: 0 });
+    expect(JSON.parse(r.stdout)).toMatchObject({ name, namespace: 'default', version: 1, digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
+  }
+});
+
+afterAll(async () => {
+  if (!p) return;
+  await p.stop();
+  // Nothing the platform made is left: no container, mount, cgroup or process.
+  expect(await leftovers(p, pids)).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
+  await fsp.rm(p.stateDir, { recursive: true, force: true });
+});
+
+describe('invoking', () => {
+  it('runs a function: cold first, then warm, with a full activation record', async () => {
+    const first = await p.api('POST', '/v1/functions/hello/invoke', { name: 'kiln' });
+    expect(first.status).toBe(200);
+    expect(first.body).toEqual({ message: 'Hello, kiln!' });
+    expect(first.headers.get('x-kiln-start')).toBe('cold');
+    const second = await p.api('POST', '/v1/functions/hello/invoke', {});
+    expect(second.body).toEqual({ message: 'Hello, world!' });
+    expect(second.headers.get('x-kiln-start')).toBe('warm');
+
+    const id = second.headers.get('x-kiln-activation-id')!;
+    const rec = await p.api('GET', `/v1/activations/${id}`);
+    expect(rec.status).toBe(200);
+    expect(rec.body).toMatchObject({
+      activationId: id, namespace: 'default', function: 'hello', version: 1, status: 'success', start: 'warm',
+      memoryMB: 128, invoker: p.invokerId, result: { message: 'Hello, world!' },
+    });
+    const r = rec.body;
+    expect(r.queuedAt).toBeLessThanOrEqual(r.startedAt);
+    expect(r.startedAt).toBeLessThanOrEqual(r.endedAt);
+    expect(r.billedMs).toBe(Math.max(1, Math.ceil(r.durationMs)));
+    for (const f of ['waitMs', 'initMs', 'durationMs', 'cpuMs', 'peakMemoryBytes']) expect(typeof r[f]).toBe('number');
+  });
+
+  it('isolates the function: own processes, own hostname, loopback only, memory limit, read-only root', async () => {
+    const res = await p.api('POST', '/v1/functions/inspect/invoke', {});
+    expect(res.status).toBe(200);
+    const seen = res.body;
+    expect(seen.pids).toEqual([1]);
+    expect(seen.hostname).not.toBe(os.hostname());
+    expect(seen.hostname).toMatch(/^inspect-/);
+    expect(seen.interfaces).toEqual(['lo']);
+    expect(Number(seen.memoryLimit)).toBe(128 * 2 ** 20);
+    expect(seen.rootWritable).toBe(false);
+    expect(seen.rootWriteError).toBe('EROFS');
+    expect(seen.tmpWritable).toBe(true);
+  });
+
+  it('runs a function that bundles an npm dependency', async () => {
+    const res = await p.api('POST', '/v1/functions/slugify/invoke', { text: 'Hello Kiln World' });
+    expect(res.body).toEqual({ slug: 'hello-kiln-world' });
+  });
+
+  it('passes the context the contract promises', async () => {
+    const before = Date.now();
+    const res = await p.api('POST', '/v1/functions/echo/invoke', { a: 1 });
+    expect(res.body.event).toEqual({ a: 1 });
+    expect(res.body.context).toMatchObject({
+      activationId: res.headers.get('x-kiln-activation-id'), functionName: 'echo', version: 1, namespace: 'default', memoryMB: 128,
+    });
+    expect(res.body.context.deadline).toBeGreaterThan(before);
+  });
+
+  it('answers async calls with 202 and completes them', async () => {
+    const res = await p.api('POST', '/v1/functions/hello/invoke?async=true', { name: 'later' });
+    expect(res.status).toBe(202);
+    const id = res.body.activationId;
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    const rec = await eventually(async () => {
+      const r = await p.api('GET', `/v1/activations/${id}`);
+      return r.body.status === 'success' && r.body;
+    });
+    expect(rec.result).toEqual({ message: 'Hello, later!' });
+  });
+
+  it('captures stdout and stderr per activation', async () => {
+    const res = await p.api('POST', '/v1/functions/crash/invoke', { mode: 'log' });
+    expect(res.status).toBe(200);
+    const id = res.headers.get('x-kiln-activation-id');
+    const logs = await p.api('GET', `/v1/activations/${id}/logs`);
+    expect(logs.body.logs).toHaveLength(2);
+    expect(logs.body.logs[0]).toMatch(/stdout: .*stdout/);
+    expect(logs.body.logs[1]).toMatch(/stderr: .*stderr/);
+    const cli = await p.cli(['logs', id!]);
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toContain('stderr');
+  });
+
+  it('serves web functions without a key', async () => {
+    const res = await fetch(`${p.url}/web/default/echo/some/path?q=1`, { method: 'POST', body: 'plain text', headers: { 'content-type': 'text/plain' } });
+    expect(res.status).toBe(200);
+    const event = await res.json();
+    expect(event).toMatchObject({ method: 'POST', path: '/some/path', query: { q: '1' }, body: 'plain text', isBase64Encoded: false });
+    const notWeb = await fetch(`${p.url}/web/default/hello`, { method: 'GET' });
+    expect(notWeb.status).toBe(404);
+  });
+});
+
+describe('failing functions', () => {
+  it('reports a thrown error as function_error with message and stack', async () => {
+    const res = await p.api('POST', '/v1/functions/crash/invoke', { mode: 'throw' });
+    expect(res.status).toBe(502);
+    expect(res.body.error).toMatchObject({ code: 'function_error', message: 'boom' });
+    const rec = await p.api('GET', `/v1/activations/${res.headers.get('x-kiln-activation-id')}`);
+    expect(rec.body.status).toBe('function_error');
+    expect(rec.body.error.stack).toContain('boom');
+  });
+
+  it('kills a function past its timeout and replaces the container', async () => {
+    const res = await p.api('POST', '/v1/functions/crash/invoke', { mode: 'hang' });
+    expect(res.status).toBe(504);
+    expect(res.body.error.code).toBe('timeout');
+    const next = await p.api('POST', '/v1/functions/crash/invoke', { mode: 'log' });
+    expect(next.status).toBe(200);
+  });
+
+  it('ends a function over its memory limit as out_of_memory and replaces the container', async () => {
+    const res = await p.api('POST', '/v1/functions/crash/invoke', { mode: 'oom' });
+    expect(res.status).toBe(502);
+    expect(res.body.error.code).toBe('out_of_memory');
+    const next = await p.api('POST', '/v1/functions/crash/invoke', { mode: 'log' });
+    expect(next.status).toBe(200);
+    expect(next.headers.get('x-kiln-start')).toBe('cold');
+  });
+});
+
+describe('bad input gets a clear error and changes nothing', () => {
+  const listing = async () => (await p.api('GET', '/v1/functions')).body.functions.map((f: any) => `${f.name}@${f.version}`);
+
+  it('401 for a missing or wrong key', async () => {
+    expect((await p.api('GET', '/v1/functions', undefined, { key: null })).status).toBe(401);
+    const bad = await p.api('GET', '/v1/functions', undefined, { key: 'kiln_nope' });
+    expect(bad.status).toBe(401);
+    expect(bad.body.error.code).toBe('unauthorized');
+  });
+
+  it('404 for an unknown function, 400 for malformed JSON and invalid names, 413 over the limit', async () => {
+    const before = await listing();
+    const unknown = await p.api('POST', '/v1/functions/nope/invoke', {});
+    expect([unknown.status, unknown.body.error.code]).toEqual([404, 'not_found']);
+    const malformed = await p.api('POST', '/v1/functions/hello/invoke', undefined, { raw: '{"a":' });
+    expect([malformed.status, malformed.body.error.code]).toEqual([400, 'bad_request']);
+    const badName = await p.api('POST', '/v1/functions/Bad..Name/invoke', {});
+    expect(badName.status).toBe(400);
+    const big = await p.api('POST', '/v1/functions/hello/invoke', { pad: 'x'.repeat(300 * 1024) });
+    expect([big.status, big.body.error.code]).toEqual([413, 'payload_too_large']);
+    expect(await listing()).toEqual(before);
+  });
+
+  it('400 for an invalid manifest or a package escaping its root, and nothing is deployed', async () => {
+    const before = await listing();
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-bad-'));
+    try {
+      await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name: 'bad', runtime: 'cobol', handler: 'index.handler' }));
+      await fsp.writeFile(path.join(dir, 'index.js'), 'exports.handler = async () => 1;');
+      const manifest = await p.api('PUT', '/v1/functions/bad', undefined, {
+        raw: await tarball(dir, ['kiln.json', 'index.js']), contentType: 'application/gzip',
+      });
+      expect([manifest.status, manifest.body.error.code]).toEqual([400, 'bad_request']);
+      expect(manifest.body.error.message).toMatch(/runtime/);
+
+      await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name: 'bad', runtime: 'node20', handler: 'index.handler' }));
+      await fsp.symlink('/etc/passwd', path.join(dir, 'passwd'));
+      const escaping = await p.api('PUT', '/v1/functions/bad', undefined, {
+        raw: await tarball(dir, ['kiln.json', 'index.js', 'passwd']), contentType: 'application/gzip',
+      });
+      expect([escaping.status, escaping.body.error.code]).toEqual([400, 'bad_request']);
+      expect(escaping.body.error.message).toMatch(/passwd/);
+      expect(await listing()).toEqual(before);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the CLI', () => {
+  it('lists, inspects, invokes, removes, with exit codes', async () => {
+    const ls = await p.cli(['ls', '--json']);
+    expect(ls.code).toBe(0);
+    expect(JSON.parse(ls.stdout).functions.map((f: any) => f.name)).toEqual(['crash', 'echo', 'hello', 'inspect', 'slugify']);
+    const inv = await p.cli(['invoke', 'hello', '-d', '{"name":"cli"}']);
+    expect(inv.code).toBe(0);
+    expect(JSON.parse(inv.stdout)).toEqual({ message: 'Hello, cli!' });
+    const failed = await p.cli(['invoke', 'crash', '-d', '{"mode":"throw"}']);
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr.trim().split('\n')).toHaveLength(1);
+    const acts = await p.cli(['activations', 'hello', '--json']);
+    expect(JSON.parse(acts.stdout).activations[0].result).toEqual({ message: 'Hello, cli!' });
+
+    const redeploy = await p.cli(['deploy', fn('hello'), '--json']);
+    expect(JSON.parse(redeploy.stdout).version).toBe(1); // same bytes: same version
+    const inspect = await p.cli(['inspect', 'hello', '--json']);
+    expect(JSON.parse(inspect.stdout)).toMatchObject({ name: 'hello', config: { runtime: 'node20', memoryMB: 128 } });
+
+    expect((await p.cli(['rm', 'slugify'])).code).toBe(0);
+    const gone = await p.cli(['invoke', 'slugify']);
+    expect(gone.code).not.toBe(0);
+    expect(gone.stderr).toMatch(/not_found|no function/);
+    expect((await p.cli(['inspect', 'nope'])).code).not.toBe(0);
+  });
+
+  it('keeps namespaces apart', async () => {
+    const created = await p.cli(['namespaces', 'create', 'team-a', '--json']);
+    expect(created.code).toBe(0);
+    const teamKey = JSON.parse(created.stdout).apiKey;
+    const theirs = await p.api('GET', '/v1/functions', undefined, { key: teamKey });
+    expect(theirs.body.functions).toEqual([]);
+    expect((await p.api('POST', '/v1/functions/hello/invoke', {}, { key: teamKey })).status).toBe(404);
+    const acts = await p.api('GET', '/v1/activations?limit=5');
+    const other = await p.api('GET', `/v1/activations/${acts.body.activations[0].activationId}`, undefined, { key: teamKey });
+    expect(other.status).toBe(404);
+    expect((await p.api('POST', '/v1/namespaces', { name: 'team-b' }, { key: teamKey })).status).toBe(403);
+  });
+});
+
+async function tarball(dir: string, files: string[]): Promise<Buffer> {
+  const out = path.join(dir, '..', `${path.basename(dir)}.tgz`);
+  await tar.c({ gzip: true, file: out, cwd: dir, portable: true }, files);
+  const bytes = await fsp.readFile(out);
+  await fsp.rm(out);
+  return bytes;
+}
