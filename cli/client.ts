@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { statePaths } from '../common/config';
+import { REPO_ROOT } from '../common/paths';
 
 export interface ClientOptions {
   url?: string;
@@ -38,8 +39,7 @@ export class ApiError extends Error {
   }
 }
 
-// Mirrors common/config.ts: compiled files live in dist/cli/, so this is the checkout's .kiln.
-const DEFAULT_STATE_DIR = path.resolve(__dirname, '..', '..', '.kiln');
+const DEFAULT_STATE_DIR = path.join(REPO_ROOT, '.kiln');
 
 export class KilnClient {
   readonly baseUrl: string;

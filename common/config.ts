@@ -3,13 +3,14 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
+import { REPO_ROOT } from './paths';
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
 
 const schema = z.object({
   KILN_PORT: int(8080),
   KILN_HOST: z.string().default('127.0.0.1'),
-  KILN_STATE_DIR: z.string().default(path.resolve(__dirname, '..', '..', '.kiln')),
+  KILN_STATE_DIR: z.string().default(path.join(REPO_ROOT, '.kiln')),
   KILN_LAYERS_DIR: z.string().optional(),
   REDIS_URL: z.string().url().optional(),
   KILN_OCI_RUNTIME: z.enum(['runc', 'crun']).default('runc'),
@@ -17,7 +18,11 @@ const schema = z.object({
   KILN_INVOKER_MEMORY_MB: int(Math.floor((os.totalmem() / 2 ** 20) * 0.75)),
   KILN_INVOKER_ID: z.string().regex(/^[a-z0-9-]{1,32}$/).default('invoker0'),
   KILN_INVOKER_CONCURRENCY: int(32),
-  KILN_PAUSE_GRACE_MS: int(10_000),
+  // Freeze a warm container this long after its last call (see README: Freezing).
+  KILN_PAUSE_GRACE_MS: int(500),
+  KILN_PREWARM_COUNT: int(2),
+  KILN_PREWARM_MEMORY_MB: int(256),
+  KILN_WAIT_FOR_ROOM_MS: int(2_000),
   KILN_IDLE_TIMEOUT_MS: int(600_000),
   KILN_SYNC_WAIT_MS: int(60_000),
   KILN_ACTIVATION_TTL_S: int(7 * 24 * 3600),

@@ -57,6 +57,51 @@ export class ContainerCgroup {
     if (this.version === 1) await fsp.writeFile(this.file('memory', 'memory.max_usage_in_bytes'), '0').catch(() => undefined);
   }
 
+  /**
+   * Freezes (or thaws) every process of the container with the cgroup freezer and waits until
+   * the kernel says it is done; returns how long that took in ms.
+   */
+  async setFrozen(frozen: boolean): Promise<number> {
+    const t = performance.now();
+    if (this.version === 2) {
+      await fsp.writeFile(this.file('', 'cgroup.freeze'), frozen ? '1' : '0');
+      await this.until(this.file('', 'cgroup.events'), (s) => s.includes(`frozen ${frozen ? 1 : 0}`));
+    } else {
+      const want = frozen ? 'FROZEN' : 'THAWED';
+      await fsp.writeFile(this.file('freezer', 'freezer.state'), want);
+      await this.until(this.file('freezer', 'freezer.state'), (s) => s.trim() === want);
+    }
+    return performance.now() - t;
+  }
+
+  private async until(file: string, ok: (text: string) => boolean): Promise<void> {
+    for (let i = 0; i < 1000; i++) {
+      if (ok(await fsp.readFile(file, 'utf8'))) return;
+      await new Promise((r) => setImmediate(r));
+    }
+    throw new Error(`${file} did not reach the wanted state`);
+  }
+
+  /** Changes the memory limit (no swap) and CPU weight of a running container. */
+  async setLimits(memoryBytes: number, cpuShares: number): Promise<void> {
+    if (this.version === 2) {
+      await fsp.writeFile(this.file('', 'memory.max'), String(memoryBytes));
+      await fsp.writeFile(this.file('', 'memory.swap.max'), '0').catch(() => undefined);
+      const weight = Math.max(1, Math.min(10000, Math.round(1 + ((cpuShares - 2) * 9999) / 262142)));
+      await fsp.writeFile(this.file('', 'cpu.weight'), String(weight));
+      return;
+    }
+    // memory+swap may never be below memory: raise it first when growing, last when shrinking.
+    const memsw = this.file('memory', 'memory.memsw.limit_in_bytes');
+    const mem = this.file('memory', 'memory.limit_in_bytes');
+    const current = (await readNumber(mem)) ?? 0;
+    const order = memoryBytes > current ? [memsw, mem] : [mem, memsw];
+    for (const f of order) await fsp.writeFile(f, String(memoryBytes)).catch((e) => {
+      if (f === mem) throw e; // no swap accounting on this host: memsw is absent
+    });
+    await fsp.writeFile(this.file('cpu', 'cpu.shares'), String(cpuShares));
+  }
+
   async peakMemoryBytes(): Promise<number | null> {
     return readNumber(this.file('memory', this.version === 2 ? 'memory.peak' : 'memory.max_usage_in_bytes'));
   }

@@ -1,16 +1,20 @@
 // One function container: its bundle folder, overlay root, cgroup and runtime connection.
-// start() makes it (runc run --detach) and waits until the runtime listens; invoke() sends one
-// call and classifies how it ended; destroy() removes the container, its mount and its folder.
-// A container whose call ended in anything but a reply is marked unhealthy and never reused.
+// start() makes a container for one function (runc run --detach) and waits until the runtime
+// listens; startStem() makes a generic one of a runtime, which specialise() later gives a
+// function's code (bind-mounted into /function through mount propagation) and limits.
+// invoke() sends one call and classifies how it ended; freeze()/thaw() use the cgroup freezer;
+// destroy() removes the container, its mounts and its folder. A container whose call ended in
+// anything but a reply is marked unhealthy and never reused.
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ActivationStatus, Manifest } from '../common/types';
 import { ContainerCgroup } from './cgroups';
-import { buildSpec } from './oci/spec';
+import { run } from '../common/process';
+import { buildSpec, cpuSharesFor } from './oci/spec';
 import { OciRuntime } from './oci/runtime';
 import { RunReply, RuntimeClient, waitForSocket } from './protocol';
-import { mountRootfs, unmountRootfs } from './rootfs';
+import { mountRootfs, sharedMountPoint, unmountAll } from './rootfs';
 
 export interface ContainerEnv {
   runtime: OciRuntime;
@@ -23,7 +27,14 @@ export interface ContainerSpec {
   fnKey: string; // namespace/name@version
   name: string;
   config: Manifest;
-  layers: string[]; // unpacked layer roots, top first
+  codeLayer: string; // the function's unpacked layer root (holds function/)
+  runtimeLayers: string[]; // the runtime's then the base's unpacked roots
+}
+
+export interface StemSpec {
+  runtime: string;
+  memoryMB: number;
+  runtimeLayers: string[];
 }
 
 export interface CallOutcome {
@@ -46,7 +57,7 @@ export class Container {
 
   private constructor(
     readonly id: string,
-    readonly spec: ContainerSpec,
+    public spec: ContainerSpec | null, // null until a stem cell is specialised
     readonly dir: string,
     readonly cgroup: ContainerCgroup,
     private readonly env: ContainerEnv,
@@ -57,26 +68,38 @@ export class Container {
     return path.join(this.dir, 'rootfs');
   }
 
-  static async start(env: ContainerEnv, spec: ContainerSpec): Promise<Container> {
-    const id = `${spec.name.replace(/_/g, '-').slice(0, 40)}-${randomBytes(6).toString('hex')}`;
+  /** A container for one function: its code is the top layer of the overlay root. */
+  static start(env: ContainerEnv, spec: ContainerSpec): Promise<Container> {
+    return Container.make(env, spec.name, spec.config.memoryMB, [spec.codeLayer, ...spec.runtimeLayers], spec, {
+      ...spec.config.env, KILN_HANDLER: spec.config.handler,
+    });
+  }
+
+  /** A generic container of a runtime, with an empty /function for specialise() to fill. */
+  static startStem(env: ContainerEnv, stem: StemSpec): Promise<Container> {
+    return Container.make(env, `prewarm-${stem.runtime}`, stem.memoryMB, stem.runtimeLayers, null, {});
+  }
+
+  private static async make(env: ContainerEnv, name: string, memoryMB: number, layers: string[], spec: ContainerSpec | null, vars: Record<string, string>): Promise<Container> {
+    const id = `${name.replace(/_/g, '-').slice(0, 40)}-${randomBytes(6).toString('hex')}`;
     const dir = path.join(env.containersDir, id);
     const socketDir = path.join(dir, 'sock');
     const cgroupsPath = `${env.cgroupParent}/${id}`;
     await fsp.mkdir(socketDir, { recursive: true });
-    const c = new Container(id, spec, dir, new ContainerCgroup(cgroupsPath), env, new RuntimeClient(path.join(socketDir, 'kiln.sock'), spec.config.concurrency));
+    const c = new Container(id, spec, dir, new ContainerCgroup(cgroupsPath), env, new RuntimeClient(path.join(socketDir, 'kiln.sock'), spec?.config.concurrency ?? 100));
     try {
-      await mountRootfs(c.rootfs, spec.layers);
-      const memoryMB = spec.config.memoryMB;
+      await mountRootfs(c.rootfs, layers);
       const config = buildSpec({
         hostname: id,
-        // A heap limit below the cgroup limit, so most memory is usable by the JS heap.
+        // The heap may use most of the memory; the cgroup limit stays the hard bound.
         args: ['/usr/bin/node', `--max-old-space-size=${Math.max(32, Math.floor(memoryMB * 0.8))}`, '/opt/kiln/bootstrap.js'],
-        env: { ...spec.config.env, KILN_HANDLER: spec.config.handler, KILN_MAX_LOG_BYTES: String(env.maxLogBytes) },
+        env: { ...vars, KILN_MAX_LOG_BYTES: String(env.maxLogBytes) },
         memoryMB,
         pidsLimit: 64,
         tmpSizeMB: 64,
         cgroupsPath,
         socketDir,
+        codeDir: spec ? undefined : await sharedMountPoint(path.join(dir, 'function')),
       });
       await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
       await env.runtime.run(id, dir, c.logPath);
@@ -88,13 +111,32 @@ export class Container {
     }
   }
 
+  /** Gives a stem cell a function: its code, memory limit, CPU weight and handler. */
+  async specialise(spec: ContainerSpec): Promise<void> {
+    if (this.spec) throw new Error(`container ${this.id} already serves ${this.spec.fnKey}`);
+    await run('mount', ['--bind', '-o', 'ro', path.join(spec.codeLayer, 'function'), path.join(this.dir, 'function')], { timeoutMs: 10_000 });
+    await this.cgroup.setLimits(spec.config.memoryMB * 2 ** 20, cpuSharesFor(spec.config.memoryMB));
+    const reply = await this.client.post<{ ok: boolean; error?: { message: string } }>('/init', { handler: spec.config.handler, env: spec.config.env });
+    if (!reply.ok) throw new Error(`cannot specialise: ${reply.error?.message}`);
+    this.spec = spec;
+  }
+
+  freeze(): Promise<number> {
+    return this.cgroup.setFrozen(true);
+  }
+
+  thaw(): Promise<number> {
+    return this.cgroup.setFrozen(false);
+  }
+
   get logPath(): string {
     return path.join(this.dir, 'container.log');
   }
 
   async invoke(event: unknown, context: Record<string, unknown>, timeoutMs: number): Promise<CallOutcome> {
     this.lastUsed = Date.now();
-    const solo = this.spec.config.concurrency === 1; // per-call peaks are only exact when alone
+    const spec = this.spec!;
+    const solo = spec.config.concurrency === 1; // per-call peaks are only exact when alone
     const cpuBefore = await this.cgroup.cpuUsageNs();
     if (solo) await this.cgroup.resetPeakMemory();
     const abort = new AbortController();
@@ -127,7 +169,7 @@ export class Container {
   private async classifyCrash(durationMs: number, cause: Error): Promise<CallOutcome> {
     const log = (await fsp.readFile(this.logPath, 'utf8').catch(() => '')).slice(-4000);
     if ((await this.cgroup.oomKills()) > 0 || /heap out of memory/i.test(log)) {
-      return { status: 'out_of_memory', error: { code: 'out_of_memory', message: `the function exceeded its memory limit of ${this.spec.config.memoryMB} MB` }, logs: [], durationMs };
+      return { status: 'out_of_memory', error: { code: 'out_of_memory', message: `the function exceeded its memory limit of ${this.spec!.config.memoryMB} MB` }, logs: [], durationMs };
     }
     return {
       status: 'function_error',
@@ -143,9 +185,10 @@ export class Container {
     this.client.close();
     if (!this.exited) {
       this.exited = true;
+      await this.cgroup.setFrozen(false).catch(() => undefined); // a frozen process cannot die
       await this.env.runtime.delete(this.id);
     }
-    await unmountRootfs(this.rootfs);
+    await unmountAll(this.dir);
     await fsp.rm(this.dir, { recursive: true, force: true });
   }
 }

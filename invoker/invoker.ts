@@ -1,7 +1,7 @@
 // The invoker service: takes invocation jobs from the BullMQ queue, runs each in a container
 // from the warm pool, and writes the activation's final record (exactly once) to Redis.
 import * as path from 'node:path';
-import { Job, Worker } from 'bullmq';
+import { DelayedError, Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import * as client from 'prom-client';
 import { Config, statePaths } from '../common/config';
@@ -11,17 +11,17 @@ import { QUEUE_NAME } from '../common/redis-keys';
 import { ActivationStore } from '../common/store/activations';
 import { FunctionStore } from '../common/store/functions';
 import { ActivationRecord, InvocationJob } from '../common/types';
-import { CallOutcome, ContainerEnv } from './container';
+import { CallOutcome, Container, ContainerEnv, ContainerSpec } from './container';
 import { readRuntimeLayers, RuntimeLayers } from './images/build';
 import { LayerStore } from './images/layers';
 import { createInvokerMetrics, InvokerMetrics } from './metrics';
 import { RuncRuntime } from './oci/runtime';
-import { Pool } from './pool';
+import { FunctionSpec, NoCapacity, Pool } from './pool/pool';
 import { removeLeftovers, Owned } from './reconcile';
 
 export class Invoker {
   readonly registry = new client.Registry();
-  private pool?: Pool;
+  private pool?: Pool<Container, Spec>;
   private worker?: Worker;
   private layers!: RuntimeLayers;
   private readonly layerStore: LayerStore;
@@ -52,8 +52,26 @@ export class Invoker {
     this.layers = await readRuntimeLayers(this.layerStore);
     await removeLeftovers(this.owned, this.log);
     const env: ContainerEnv = { ...this.owned, maxLogBytes: this.config.KILN_MAX_LOG_BYTES };
-    this.pool = new Pool(env, this.config.KILN_IDLE_TIMEOUT_MS, this.log);
-    this.worker = new Worker(QUEUE_NAME, (job) => this.process(job), {
+    const c = this.config;
+    this.pool = new Pool<Container, Spec>(
+      {
+        cold: (spec) => Container.start(env, spec),
+        stem: (runtime, memoryMB) => Container.startStem(env, { runtime, memoryMB, runtimeLayers: this.runtimeLayers(runtime) }),
+      },
+      {
+        capacityMB: c.KILN_INVOKER_MEMORY_MB,
+        pauseGraceMs: c.KILN_PAUSE_GRACE_MS,
+        idleTimeoutMs: c.KILN_IDLE_TIMEOUT_MS,
+        prewarm: Object.fromEntries(Object.keys(this.layers.runtimes).map((r) => [r, { count: c.KILN_PREWARM_COUNT, memoryMB: c.KILN_PREWARM_MEMORY_MB }])),
+        waitForRoomMs: c.KILN_WAIT_FOR_ROOM_MS,
+        log: this.log,
+        onTransition: this.metrics.transition,
+        onFreeze: this.metrics.freeze,
+        onThaw: this.metrics.thaw,
+      },
+    );
+    this.pool.replenish();
+    this.worker = new Worker(QUEUE_NAME, (job, token) => this.process(job, token), {
       connection: bullConnection(this.config),
       concurrency: this.config.KILN_INVOKER_CONCURRENCY,
       name: this.id,
@@ -70,6 +88,10 @@ export class Invoker {
     await removeLeftovers(this.owned, this.log);
   }
 
+  private runtimeLayers(runtime: string): string[] {
+    return [this.layerStore.rootPath(this.layers.runtimes[runtime]), this.layerStore.rootPath(this.layers.base)];
+  }
+
   private async functionLayer(digest: string): Promise<string> {
     if (!(await this.layerStore.has(digest))) {
       const code = await this.functions.code(digest);
@@ -80,56 +102,59 @@ export class Invoker {
     return this.layerStore.rootPath(digest);
   }
 
-  private async process(job: Job<InvocationJob>): Promise<string> {
+  private async process(job: Job<InvocationJob>, token?: string): Promise<string> {
     const j = job.data;
-    const startedAt = Date.now();
-    const running: ActivationRecord = {
+    const base: ActivationRecord = {
       activationId: j.activationId, namespace: j.namespace, function: j.function, version: j.version,
-      status: 'running', queuedAt: j.queuedAt, startedAt, memoryMB: j.config.memoryMB, invoker: this.id,
+      status: 'running', queuedAt: j.queuedAt, memoryMB: j.config.memoryMB, invoker: this.id,
     };
-    // A job whose activation already has a final record was done before: never run it twice.
-    if (!(await this.activations.update(running))) return 'duplicate';
     let final: ActivationRecord;
     let logs: string[] = [];
     try {
-      const fnLayer = await this.functionLayer(j.digest);
-      const runtimeLayer = this.layerStore.rootPath(this.layers.runtimes[j.config.runtime]);
-      const acquired = await this.pool!.acquire({
-        fnKey: `${j.namespace}/${j.function}@${j.version}`,
-        name: j.function,
-        config: j.config,
-        layers: [fnLayer, runtimeLayer, this.layerStore.rootPath(this.layers.base)],
-      });
-      const callStart = Date.now();
-      const context = {
-        activationId: j.activationId, functionName: j.function, version: j.version, namespace: j.namespace,
-        deadline: callStart + j.config.timeoutMs, memoryMB: j.config.memoryMB,
+      const spec: Spec = {
+        fnKey: `${j.namespace}/${j.function}@${j.version}`, name: j.function, config: j.config,
+        runtime: j.config.runtime, memoryMB: j.config.memoryMB, concurrency: j.config.concurrency,
+        codeLayer: await this.functionLayer(j.digest), runtimeLayers: this.runtimeLayers(j.config.runtime),
       };
-      let outcome: CallOutcome;
+      const lease = await this.pool!.acquire(spec);
       try {
-        outcome = await acquired.container.invoke(j.event, context, j.config.timeoutMs);
+        const startedAt = Date.now();
+        // A job whose activation already has a final record was done before: never run it twice.
+        if (!(await this.activations.update({ ...base, startedAt }))) return 'duplicate';
+        const context = {
+          activationId: j.activationId, functionName: j.function, version: j.version, namespace: j.namespace,
+          deadline: startedAt + j.config.timeoutMs, memoryMB: j.config.memoryMB,
+        };
+        const outcome: CallOutcome = await lease.container.invoke(j.event, context, j.config.timeoutMs);
+        logs = outcome.logs;
+        final = {
+          ...base, startedAt, status: outcome.status, start: lease.start, endedAt: Date.now(),
+          waitMs: startedAt - j.queuedAt, initMs: Math.round(lease.initMs * 1000) / 1000,
+          durationMs: round(outcome.durationMs), billedMs: Math.max(1, Math.ceil(outcome.durationMs)),
+          cpuMs: outcome.cpuMs === undefined ? undefined : round(outcome.cpuMs), peakMemoryBytes: outcome.peakMemoryBytes,
+        };
+        if (outcome.status === 'success') final.result = outcome.result;
+        else final.error = outcome.error;
+        if (final.status === 'success' && JSON.stringify(final.result ?? null).length > this.config.KILN_MAX_BODY_BYTES) {
+          final = { ...final, status: 'resource_limit', result: undefined, error: { code: 'resource_limit', message: `the result is larger than ${this.config.KILN_MAX_BODY_BYTES} bytes` } };
+        }
       } finally {
-        await this.pool!.release(acquired.container);
-      }
-      logs = outcome.logs;
-      final = {
-        ...running, status: outcome.status, start: acquired.start, endedAt: Date.now(),
-        waitMs: callStart - j.queuedAt, initMs: Math.round(acquired.initMs),
-        durationMs: round(outcome.durationMs), billedMs: Math.max(1, Math.ceil(outcome.durationMs)),
-        cpuMs: outcome.cpuMs === undefined ? undefined : round(outcome.cpuMs), peakMemoryBytes: outcome.peakMemoryBytes,
-      };
-      if (outcome.status === 'success') final.result = outcome.result;
-      else final.error = outcome.error;
-      if (final.status === 'success' && JSON.stringify(final.result ?? null).length > this.config.KILN_MAX_BODY_BYTES) {
-        final = { ...final, status: 'resource_limit', result: undefined, error: { code: 'resource_limit', message: `the result is larger than ${this.config.KILN_MAX_BODY_BYTES} bytes` } };
+        await this.pool!.release(lease.container);
       }
     } catch (e) {
+      if (e instanceof NoCapacity && token) {
+        // Back to the queue, not over-committed memory: this or another invoker takes it later.
+        await job.moveToDelayed(Date.now() + 100, token);
+        throw new DelayedError();
+      }
       this.log.error({ err: e, activationId: j.activationId }, 'invocation failed in the platform');
-      final = { ...running, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: (e as Error).message } };
+      final = { ...base, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: (e as Error).message } };
     }
     if (await this.activations.finish(final, logs)) this.metrics.observe(final, j.config.runtime);
     return final.status;
   }
 }
+
+type Spec = ContainerSpec & FunctionSpec;
 
 const round = (n: number) => Math.round(n * 1000) / 1000;

@@ -9,9 +9,21 @@ export async function mountRootfs(target: string, layersTopFirst: string[]): Pro
   await run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${layersTopFirst.join(':')}`, target], { timeoutMs: 10_000 });
 }
 
-export async function unmountRootfs(target: string): Promise<void> {
-  if (!(await mountedUnder(target)).includes(target)) return;
-  await run('umount', ['--lazy', target], { timeoutMs: 10_000 });
+/** Unmounts everything at or under a folder, deepest first. */
+export async function unmountAll(dir: string): Promise<void> {
+  for (const m of await mountedUnder(dir)) await run('umount', ['--lazy', m], { timeoutMs: 10_000 });
+}
+
+/**
+ * Makes a folder a mount point of its own with shared propagation, so that a container that
+ * bind-mounts it (with rslave) later sees what the host mounts on it: how a prewarmed
+ * container receives its function's code without a restart.
+ */
+export async function sharedMountPoint(dir: string): Promise<string> {
+  await fsp.mkdir(dir, { recursive: true });
+  await run('mount', ['--bind', dir, dir], { timeoutMs: 10_000 });
+  await run('mount', ['--make-shared', dir], { timeoutMs: 10_000 });
+  return dir;
 }
 
 /** Mount points at or under a folder, deepest first (read from /proc/self/mounts). */

@@ -9,9 +9,9 @@ import { KilnClient } from '../cli/client';
 import { deployDirectory } from '../cli/commands/deploy';
 import { EmbeddedRedis, startEmbeddedRedis } from './redis';
 import { Supervised } from './supervisor';
+import { REPO_ROOT } from '../common/paths';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const DIST = path.resolve(__dirname, '..');
+const DIST = path.join(REPO_ROOT, 'dist');
 
 async function main() {
   process.title = 'kiln';
@@ -59,7 +59,7 @@ async function waitForHealth(url: string): Promise<void> {
 async function deployExamples(url: string, stateDir: string, log: ReturnType<typeof createLogger>): Promise<void> {
   const key = (await fsp.readFile(statePaths(stateDir).adminKey, 'utf8')).trim();
   const client = new KilnClient({ url, key });
-  const dir = path.join(ROOT, 'functions');
+  const dir = path.join(REPO_ROOT, 'functions');
   for (const name of (await fsp.readdir(dir)).sort()) {
     try {
       const r = await deployDirectory(client, path.join(dir, name));

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import * as tar from 'tar';
 import { run } from '../../common/process';
 import { LayerStore } from './layers';
+import { REPO_ROOT } from '../../common/paths';
 
 export interface RuntimeLayers {
   base: string;
@@ -16,7 +17,7 @@ export interface RuntimeLayers {
   fingerprint: string;
 }
 
-const BOOTSTRAP = path.resolve(__dirname, '..', '..', '..', 'runtimes', 'node', 'bootstrap.js');
+const BOOTSTRAP = path.join(REPO_ROOT, 'runtimes', 'node', 'bootstrap.js');
 // Mount points must exist in the image: the container root is read-only.
 const BASE_DIRS = ['bin', 'dev', 'etc', 'function', 'opt/kiln', 'proc', 'run/kiln', 'sys', 'tmp', 'usr/bin'];
 

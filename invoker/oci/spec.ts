@@ -9,6 +9,7 @@ export interface SpecOptions {
   tmpSizeMB: number;
   cgroupsPath: string;
   socketDir: string; // host folder bind-mounted at /run/kiln
+  codeDir?: string; // for stem cells: a shared host mount point that becomes /function
 }
 
 /** CPU shares in proportion to memory, as OpenWhisk does: 256 MB gets the kernel default 1024. */
@@ -41,6 +42,8 @@ export function buildSpec(o: SpecOptions) {
       { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
       { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', `size=${o.tmpSizeMB}m`] },
       { destination: '/run/kiln', type: 'bind', source: o.socketDir, options: ['rbind', 'rw', 'nosuid', 'nodev', 'noexec'] },
+      // rslave: the code the host mounts here later (specialisation) propagates in, read-only.
+      ...(o.codeDir ? [{ destination: '/function', type: 'bind', source: o.codeDir, options: ['rbind', 'ro', 'rslave', 'nosuid', 'nodev'] }] : []),
     ],
     linux: {
       namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup'].map((type) => ({ type })),

@@ -1,0 +1,304 @@
+// The warm pool. Each container is an Entry whose state changes only through move(), which
+// checks the move against states.ts, logs it, counts it and arms the timer that belongs to the
+// new state: ready ──pause grace──▶ frozen ──idle timeout──▶ removing. Where a call goes is
+// decided by place(), what to remove for room by evictionsFor() (both pure, placement.ts).
+// Memory is reserved when a container is started, so the pool never promises more than the
+// invoker's capacity; a call that cannot get room waits, and gives up after a bound.
+import { Logger } from '../../common/log';
+import { StartKind } from '../../common/types';
+import { evictionsFor, place, Slot } from './placement';
+import { assertMove, State } from './states';
+
+/** What the pool needs of a container; the real one is invoker/container.ts, tests use fakes. */
+export interface PoolContainer<S extends FunctionSpec = FunctionSpec> {
+  readonly id: string;
+  healthy: boolean;
+  freeze(): Promise<number>;
+  thaw(): Promise<number>;
+  specialise(spec: S): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export interface FunctionSpec {
+  fnKey: string; // namespace/name@version
+  runtime: string;
+  memoryMB: number;
+  concurrency: number;
+}
+
+export interface ContainerFactory<C, S> {
+  cold(spec: S): Promise<C>;
+  stem(runtime: string, memoryMB: number): Promise<C>;
+}
+
+export interface PoolOptions {
+  capacityMB: number;
+  pauseGraceMs: number;
+  idleTimeoutMs: number;
+  prewarm: Record<string, { count: number; memoryMB: number }>; // per runtime
+  waitForRoomMs: number;
+  log: Logger;
+  onTransition?: (from: State, to: State) => void;
+  onFreeze?: (ms: number) => void;
+  onThaw?: (ms: number) => void;
+}
+
+export class NoCapacity extends Error {
+  constructor(neededMB: number) {
+    super(`no room for a ${neededMB} MB container on this invoker`);
+    this.name = 'NoCapacity';
+  }
+}
+
+export class Entry<C extends PoolContainer<any>> implements Slot {
+  state: State = 'starting';
+  inFlight = 0;
+  lastUsed = Date.now();
+  retiring = false;
+  container?: C;
+  timer?: NodeJS.Timeout;
+  op: Promise<unknown> = Promise.resolve(); // freezer writes, in order
+
+  constructor(readonly id: string, public fnKey: string | null, readonly runtime: string, public memoryMB: number) {}
+}
+
+export interface Lease<C> {
+  container: C;
+  start: StartKind;
+  initMs: number;
+}
+
+let nextId = 0;
+
+export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
+  private readonly entries = new Map<string, Entry<C>>();
+  private readonly latest = new Map<string, number>(); // namespace/name -> newest version seen
+  private roomWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly factory: ContainerFactory<C, S>, private readonly o: PoolOptions) {}
+
+  slots(): readonly Entry<C>[] {
+    return [...this.entries.values()];
+  }
+
+  usedMB(): number {
+    return this.slots().reduce((n, e) => n + e.memoryMB, 0);
+  }
+
+  /** Starts the stem cells; call once at start and after one is used. */
+  replenish(): void {
+    for (const [runtime, { count, memoryMB }] of Object.entries(this.o.prewarm)) {
+      const have = this.slots().filter((e) => e.fnKey === null && e.runtime === runtime && e.state !== 'removing').length;
+      for (let i = have; i < count; i++) {
+        if (this.closed || evictionsFor(this.slots(), memoryMB, this.o.capacityMB)?.length !== 0) return; // never evict for a stem
+        const e = this.add(null, runtime, memoryMB);
+        void this.factory.stem(runtime, memoryMB).then(
+          async (c) => {
+            e.container = c;
+            if (e.state !== 'starting') return; // removed while starting
+            e.op = c.freeze().then((ms) => this.o.onFreeze?.(ms));
+            await e.op;
+            this.move(e, 'prewarm');
+          },
+          (err) => {
+            this.o.log.error({ err, runtime }, 'prewarm container failed to start');
+            void this.remove(e);
+          },
+        );
+      }
+    }
+  }
+
+  async acquire(spec: S): Promise<Lease<C>> {
+    this.retireOlderThan(spec.fnKey);
+    const deadline = Date.now() + this.o.waitForRoomMs;
+    for (;;) {
+      if (this.closed) throw new Error('the invoker is shutting down');
+      const p = place(this.slots(), spec);
+      if (p.kind === 'warm') return this.takeWarm(p.slot as Entry<C>);
+      if (p.kind === 'thawed') {
+        const lease = await this.takeFrozen(p.slot as Entry<C>);
+        if (lease) return lease;
+        continue;
+      }
+      if (p.kind === 'prewarm') {
+        const lease = await this.takeStem(p.slot as Entry<C>, spec);
+        if (lease) return lease;
+        continue;
+      }
+      const evict = evictionsFor(this.slots(), spec.memoryMB, this.o.capacityMB);
+      if (evict) {
+        await Promise.all(evict.map((e) => this.remove(e as Entry<C>)));
+        return this.startCold(spec);
+      }
+      if (Date.now() > deadline) throw new NoCapacity(spec.memoryMB);
+      await this.roomChanged(deadline - Date.now());
+    }
+  }
+
+  /** Ends a call. A container that failed, or serves a superseded version, is removed. */
+  async release(container: C): Promise<void> {
+    const e = this.slots().find((x) => x.container === container);
+    if (!e) return;
+    e.inFlight--;
+    e.lastUsed = Date.now();
+    if (!container.healthy || e.retiring) await this.remove(e);
+    else if (e.inFlight === 0) this.move(e, 'ready');
+    this.notifyRoom();
+  }
+
+  async shutdown(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots().map((e) => this.remove(e)));
+    this.notifyRoom();
+  }
+
+  private takeWarm(e: Entry<C>): Lease<C> {
+    e.inFlight++;
+    if (e.state !== 'busy') this.move(e, 'busy');
+    return { container: e.container!, start: 'warm', initMs: 0 };
+  }
+
+  private async takeFrozen(e: Entry<C>): Promise<Lease<C> | null> {
+    e.inFlight++;
+    this.move(e, 'busy'); // reserved before the first await: no one else takes it
+    try {
+      await e.op; // a freeze still being written
+      const ms = await e.container!.thaw();
+      this.o.onThaw?.(ms);
+      return { container: e.container!, start: 'thawed', initMs: ms };
+    } catch (err) {
+      this.o.log.warn({ err, container: e.id }, 'thaw failed; removing the container');
+      await this.remove(e);
+      return null;
+    }
+  }
+
+  private async takeStem(e: Entry<C>, spec: S): Promise<Lease<C> | null> {
+    const grow = spec.memoryMB - e.memoryMB;
+    const evict = grow > 0 ? evictionsFor(this.slots(), grow, this.o.capacityMB, new Set([e.id])) : [];
+    if (!evict) return null; // does not fit as this function: leave the stem for another
+    e.inFlight++;
+    this.move(e, 'busy');
+    const t = performance.now();
+    try {
+      await Promise.all(evict.map((x) => this.remove(x as Entry<C>)));
+      e.fnKey = spec.fnKey;
+      e.memoryMB = spec.memoryMB;
+      await e.op;
+      const thawMs = await e.container!.thaw();
+      this.o.onThaw?.(thawMs);
+      await e.container!.specialise(spec);
+      return { container: e.container!, start: 'prewarm', initMs: performance.now() - t };
+    } catch (err) {
+      this.o.log.warn({ err, container: e.id }, 'specialising a prewarmed container failed');
+      await this.remove(e);
+      return null;
+    } finally {
+      this.replenish();
+    }
+  }
+
+  private async startCold(spec: S): Promise<Lease<C>> {
+    const e = this.add(spec.fnKey, spec.runtime, spec.memoryMB);
+    e.inFlight++;
+    const t = performance.now();
+    try {
+      e.container = await this.factory.cold(spec);
+    } catch (err) {
+      await this.remove(e);
+      throw err;
+    }
+    if (e.state !== 'starting') {
+      await this.remove(e); // the pool shut down meanwhile
+      throw new Error('the invoker is shutting down');
+    }
+    this.move(e, 'busy');
+    return { container: e.container, start: 'cold', initMs: performance.now() - t };
+  }
+
+  private add(fnKey: string | null, runtime: string, memoryMB: number): Entry<C> {
+    const e = new Entry<C>(`c${++nextId}`, fnKey, runtime, memoryMB);
+    this.entries.set(e.id, e);
+    return e;
+  }
+
+  /** A newer version of a function was called: older ones take no new calls and drain. */
+  private retireOlderThan(fnKey: string): void {
+    const at = fnKey.lastIndexOf('@');
+    const fn = fnKey.slice(0, at);
+    const version = Number(fnKey.slice(at + 1));
+    if ((this.latest.get(fn) ?? 0) >= version) return;
+    this.latest.set(fn, version);
+    for (const e of this.slots()) {
+      if (!e.fnKey || e.fnKey === fnKey || !e.fnKey.startsWith(fn + '@')) continue;
+      if (Number(e.fnKey.slice(at + 1)) >= version) continue;
+      e.retiring = true;
+      if (e.inFlight === 0 && e.state !== 'starting') void this.remove(e);
+    }
+  }
+
+  /** The one place a state changes: checks the move, and arms the new state's timer. */
+  private move(e: Entry<C>, to: State): void {
+    assertMove(e.state, to);
+    const from = e.state;
+    e.state = to;
+    clearTimeout(e.timer);
+    e.timer = undefined;
+    this.o.log.debug({ container: e.container?.id, from, to }, 'container state');
+    this.o.onTransition?.(from, to);
+    if (to === 'ready') e.timer = this.after(this.o.pauseGraceMs, () => this.freezeIdle(e));
+    if (to === 'frozen') e.timer = this.after(Math.max(0, this.o.idleTimeoutMs - this.o.pauseGraceMs), () => void this.remove(e));
+  }
+
+  private after(ms: number, fn: () => void): NodeJS.Timeout {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return t;
+  }
+
+  private freezeIdle(e: Entry<C>): void {
+    if (e.state !== 'ready') return;
+    this.move(e, 'frozen');
+    e.op = e.container!.freeze().then(
+      (ms) => this.o.onFreeze?.(ms),
+      (err) => {
+        this.o.log.warn({ err, container: e.id }, 'freeze failed; removing the container');
+        e.container!.healthy = false;
+        if (e.state === 'frozen') void this.remove(e);
+      },
+    );
+  }
+
+  async remove(e: Entry<C>): Promise<void> {
+    if (e.state === 'removing' || e.state === 'removed') return;
+    this.move(e, 'removing');
+    try {
+      await e.op.catch(() => undefined);
+      await e.container?.destroy();
+    } catch (err) {
+      this.o.log.error({ err, container: e.container?.id }, 'failed to remove a container');
+    } finally {
+      this.move(e, 'removed');
+      this.entries.delete(e.id);
+      this.notifyRoom();
+    }
+  }
+
+  private roomChanged(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, Math.max(1, ms));
+      this.roomWaiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  private notifyRoom(): void {
+    const w = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const f of w) f();
+  }
+}
