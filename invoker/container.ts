@@ -114,7 +114,10 @@ export class Container {
   /** Gives a stem cell a function: its code, memory limit, CPU weight and handler. */
   async specialise(spec: ContainerSpec): Promise<void> {
     if (this.spec) throw new Error(`container ${this.id} already serves ${this.spec.fnKey}`);
-    await run('mount', ['--bind', '-o', 'ro', path.join(spec.codeLayer, 'function'), path.join(this.dir, 'function')], { timeoutMs: 10_000 });
+    // An overlay mounted read-only is read-only from birth, so the copy that propagates into the
+    // container is too (a bind remounted ro afterwards would propagate writable).
+    const lower = `${path.join(spec.codeLayer, 'function')}:${path.join(spec.runtimeLayers[spec.runtimeLayers.length - 1], 'function')}`;
+    await run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lower}`, path.join(this.dir, 'function')], { timeoutMs: 10_000 });
     await this.cgroup.setLimits(spec.config.memoryMB * 2 ** 20, cpuSharesFor(spec.config.memoryMB));
     const reply = await this.client.post<{ ok: boolean; error?: { message: string } }>('/init', { handler: spec.config.handler, env: spec.config.env });
     if (!reply.ok) throw new Error(`cannot specialise: ${reply.error?.message}`);
