@@ -74,6 +74,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   private readonly entries = new Map<string, Entry<C>>();
   private readonly latest = new Map<string, number>(); // namespace/name -> newest version seen
   private roomWaiters: (() => void)[] = [];
+  private readonly starting = new Set<Promise<unknown>>(); // stem cells being started
   private closed = false;
 
   constructor(private readonly factory: ContainerFactory<C, S>, private readonly o: PoolOptions) {}
@@ -93,19 +94,21 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
       for (let i = have; i < count; i++) {
         if (this.closed || evictionsFor(this.slots(), memoryMB, this.o.capacityMB)?.length !== 0) return; // never evict for a stem
         const e = this.add(null, runtime, memoryMB);
-        void this.factory.stem(runtime, memoryMB).then(
+        const started = this.factory.stem(runtime, memoryMB).then(
           async (c) => {
             e.container = c;
-            if (e.state !== 'starting') return; // removed while starting
+            if (e.state !== 'starting') return c.destroy(); // removed while it started
             e.op = c.freeze().then((ms) => this.o.onFreeze?.(ms));
             await e.op;
-            this.move(e, 'prewarm');
+            if (e.state === 'starting') this.move(e, 'prewarm');
           },
           (err) => {
             this.o.log.error({ err, runtime }, 'prewarm container failed to start');
-            void this.remove(e);
+            return this.remove(e);
           },
-        );
+        ).catch((err) => this.o.log.error({ err, runtime }, 'prewarm container could not be removed'));
+        this.starting.add(started);
+        void started.finally(() => this.starting.delete(started));
       }
     }
   }
@@ -150,6 +153,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
 
   async shutdown(): Promise<void> {
     this.closed = true;
+    await Promise.allSettled([...this.starting]);
     await Promise.all(this.slots().map((e) => this.remove(e)));
     this.notifyRoom();
   }
@@ -211,7 +215,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
       throw err;
     }
     if (e.state !== 'starting') {
-      await this.remove(e); // the pool shut down meanwhile
+      await e.container.destroy(); // the pool shut down meanwhile
       throw new Error('the invoker is shutting down');
     }
     this.move(e, 'busy');
