@@ -10,7 +10,9 @@ import { invoke } from './commands/invoke';
 import { logs } from './commands/logs';
 import { ls } from './commands/ls';
 import { createNamespace } from './commands/namespaces';
+import { ps, stats } from './commands/ps';
 import { rm } from './commands/rm';
+import { usage } from './commands/usage';
 import { packageVersion, version } from './commands/version';
 import { Ctx, GlobalOptions, makeCtx } from './context';
 import { CliError } from './errors';
@@ -61,6 +63,18 @@ export function buildProgram(): Command {
     .action(action(activations));
   const ns = program.command('namespaces').description('manage namespaces (admin key)');
   ns.command('create').argument('<name>').description('create a namespace and print its API key').action(action(createNamespace));
+  program.command('ps').description('containers on every live invoker').action(action(ps));
+  program
+    .command('stats')
+    .option('--interval <ms>', 'time between the two samples', '2500')
+    .description('CPU and memory use per container')
+    .action(action(stats));
+  program
+    .command('usage')
+    .option('--from <time>', 'epoch ms or ISO 8601 (default: 24 hours before --to)')
+    .option('--to <time>', 'epoch ms or ISO 8601 (default: now)')
+    .description('billed time, GB-seconds and CPU per namespace')
+    .action(action(usage));
   program.command('version').description('print the CLI version').action(action(version));
   return program;
 }

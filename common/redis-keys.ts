@@ -12,4 +12,7 @@ export const keys = {
   activationLogs: (id: string) => `kiln:logs:${id}`,
   activationsByFn: (ns: string, name: string) => `kiln:acts:${ns}:${name}`, // zset by queuedAt
   activationsByNs: (ns: string) => `kiln:acts:${ns}`, // zset by queuedAt
+  usage: (ns: string) => `kiln:usage:${ns}`, // zset by endedAt: id|billedMs|memoryMB|cpuMs, untrimmed
+  invokers: 'kiln:invokers', // set of invoker ids
+  invoker: (id: string) => `kiln:invoker:${id}`, // the invoker's latest snapshot, with a short TTL
 };

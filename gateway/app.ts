@@ -9,6 +9,7 @@ import { activationRoutes } from './routes/activations';
 import { functionRoutes } from './routes/functions';
 import { invokeRoutes } from './routes/invoke';
 import { namespaceRoutes, publicRoutes } from './routes/system';
+import { usageRoutes } from './routes/usage';
 import { webRoutes } from './routes/web';
 
 export function createApp(d: Deps): Koa {
@@ -37,6 +38,7 @@ export function createApp(d: Deps): Koa {
   invokeRoutes(api, d);
   activationRoutes(api, d);
   namespaceRoutes(api, d);
+  usageRoutes(api, d);
   app.use(api.routes());
   return app;
 }

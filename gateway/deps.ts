@@ -6,6 +6,7 @@ import { Logger } from '../common/log';
 import { ActivationStore } from '../common/store/activations';
 import { ApiKeyStore } from '../common/store/apikeys';
 import { FunctionStore } from '../common/store/functions';
+import { InvokerStore } from '../common/store/invokers';
 import { Invocations } from './invocations';
 import { GatewayMetrics } from './metrics';
 
@@ -16,6 +17,7 @@ export interface Deps {
   functions: FunctionStore;
   activations: ActivationStore;
   apiKeys: ApiKeyStore;
+  invokers: InvokerStore;
   invocations: Invocations;
   registry: client.Registry;
   metrics: GatewayMetrics;

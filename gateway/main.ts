@@ -8,6 +8,7 @@ import { QUEUE_NAME } from '../common/redis-keys';
 import { ActivationStore } from '../common/store/activations';
 import { ApiKeyStore } from '../common/store/apikeys';
 import { FunctionStore } from '../common/store/functions';
+import { InvokerStore } from '../common/store/invokers';
 import { ensureAdminKey } from './admin-key';
 import { createApp } from './app';
 import { Invocations } from './invocations';
@@ -23,13 +24,14 @@ async function main() {
   const activations = new ActivationStore(redis, config.KILN_ACTIVATION_TTL_S);
   const functions = new FunctionStore(redis);
   const apiKeys = new ApiKeyStore(redis);
+  const invokers = new InvokerStore(redis);
   const waiter = new ResultWaiter(connect(config), activations);
   await waiter.start();
   await ensureAdminKey(statePaths(config.KILN_STATE_DIR).adminKey, apiKeys);
   const registry = new client.Registry();
   const app = createApp({
-    config, log, redis, functions, activations, apiKeys, registry,
-    metrics: createGatewayMetrics(registry),
+    config, log, redis, functions, activations, apiKeys, invokers, registry,
+    metrics: createGatewayMetrics(registry, { queue, invokers }),
     invocations: new Invocations(queue, functions, activations, waiter, config.KILN_SYNC_WAIT_MS),
   });
   const server = app.listen(config.KILN_PORT, config.KILN_HOST, () => {

@@ -1,11 +1,22 @@
 // The gateway's Prometheus metrics: what it accepted and how fast it answered. Final outcomes
 // (kiln_invocations_total and the per-call histograms) are counted by the invokers, which see
 // every invocation end, sync or async.
+import { Queue } from 'bullmq';
 import { Context, Next } from 'koa';
 import * as client from 'prom-client';
+import { InvokerStore } from '../common/store/invokers';
+import { recommendedInvokers } from './scaling';
 
-export function createGatewayMetrics(registry: client.Registry) {
+export interface ScrapeSources {
+  queue: Queue;
+  invokers: InvokerStore;
+}
+
+const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'failed', 'completed'] as const;
+
+export function createGatewayMetrics(registry: client.Registry, sources?: ScrapeSources) {
   client.collectDefaultMetrics({ register: registry });
+  if (sources) scrapeTimeGauges(registry, sources);
   const accepted = new client.Counter({
     name: 'kiln_invocations_accepted_total', help: 'Invocations accepted onto the queue',
     labelNames: ['namespace', 'function', 'mode'], registers: [registry],
@@ -31,3 +42,34 @@ export function createGatewayMetrics(registry: client.Registry) {
 }
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
+
+/** Autoscaling signals, computed when Prometheus scrapes: queue depth and live invokers. */
+function scrapeTimeGauges(registry: client.Registry, { queue, invokers }: ScrapeSources): void {
+  const depth = new client.Gauge({
+    name: 'kiln_queue_depth', help: 'Invocation jobs in the queue by state',
+    labelNames: ['queue', 'state'], registers: [registry],
+    async collect() {
+      const counts = await queue.getJobCounts(...QUEUE_STATES);
+      for (const state of QUEUE_STATES) this.set({ queue: queue.name, state }, counts[state] ?? 0);
+    },
+  });
+  void depth;
+  let live: Awaited<ReturnType<InvokerStore['live']>> = [];
+  new client.Gauge({
+    name: 'kiln_invokers', help: 'Invokers whose heartbeat is current',
+    labelNames: ['state'], registers: [registry],
+    async collect() {
+      live = await invokers.live();
+      this.set({ state: 'up' }, live.length);
+    },
+  });
+  new client.Gauge({
+    name: 'kiln_invokers_recommended', help: 'How many invokers the current load needs (see README: Autoscaling)',
+    registers: [registry],
+    async collect() {
+      const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      const snapshots = live.length ? live : await invokers.live();
+      this.set(recommendedInvokers(counts, snapshots));
+    },
+  });
+}

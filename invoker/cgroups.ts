@@ -34,6 +34,10 @@ export class ContainerCgroup {
     return this.version === 2 ? path.join(ROOT, this.rel, name) : path.join(ROOT, controller, this.rel, name);
   }
 
+  async memoryUsage(): Promise<number | null> {
+    return readNumber(this.file('memory', this.version === 2 ? 'memory.current' : 'memory.usage_in_bytes'));
+  }
+
   async memoryLimit(): Promise<number | null> {
     return readNumber(this.file('memory', this.version === 2 ? 'memory.max' : 'memory.limit_in_bytes'));
   }

@@ -10,6 +10,7 @@ import { bullConnection } from '../common/redis';
 import { QUEUE_NAME } from '../common/redis-keys';
 import { ActivationStore } from '../common/store/activations';
 import { FunctionStore } from '../common/store/functions';
+import { ContainerInfo, InvokerSnapshot, InvokerStore, SNAPSHOT_EVERY_MS } from '../common/store/invokers';
 import { ActivationRecord, InvocationJob } from '../common/types';
 import { CallOutcome, Container, ContainerEnv, ContainerSpec } from './container';
 import { readRuntimeLayers, RuntimeLayers } from './images/build';
@@ -29,6 +30,8 @@ export class Invoker {
   private readonly functions: FunctionStore;
   private readonly owned: Owned;
   private readonly metrics: InvokerMetrics;
+  private readonly invokers: InvokerStore;
+  private heartbeat?: NodeJS.Timeout;
 
   constructor(private readonly config: Config, private readonly redis: Redis, private readonly log: Logger) {
     const paths = statePaths(config.KILN_STATE_DIR);
@@ -36,6 +39,7 @@ export class Invoker {
     this.layerStore = new LayerStore(config.KILN_LAYERS_DIR);
     this.activations = new ActivationStore(redis, config.KILN_ACTIVATION_TTL_S);
     this.functions = new FunctionStore(redis);
+    this.invokers = new InvokerStore(redis);
     this.owned = {
       runtime: new RuncRuntime(config.KILN_OCI_RUNTIME, path.join(paths.runcRoot, id)),
       containersDir: path.join(paths.containers, id),
@@ -78,14 +82,41 @@ export class Invoker {
     });
     this.worker.on('error', (err) => this.log.error({ err }, 'queue worker error'));
     await this.worker.waitUntilReady();
+    const beat = () => void this.snapshot().then((s) => this.invokers.publish(s)).catch((err) => this.log.warn({ err }, 'heartbeat failed'));
+    beat();
+    this.heartbeat = setInterval(beat, SNAPSHOT_EVERY_MS);
     this.log.info({ invoker: this.id }, 'invoker ready');
   }
 
   /** Stops taking work, lets running calls finish, then removes everything it made. */
   async stop(): Promise<void> {
+    clearInterval(this.heartbeat);
+    await this.invokers.withdraw(this.id).catch(() => undefined);
     await this.worker?.close();
     await this.pool?.shutdown();
     await removeLeftovers(this.owned, this.log);
+  }
+
+  /** What `kiln ps` and `kiln stats` show, and what autoscaling reads. */
+  async snapshot(): Promise<InvokerSnapshot> {
+    const slots = this.pool?.slots() ?? [];
+    const containers: ContainerInfo[] = await Promise.all(
+      slots.filter((e) => e.container).map(async (e) => {
+        const c = e.container!;
+        const [ns, rest] = e.fnKey ? [e.fnKey.slice(0, e.fnKey.indexOf('/')), e.fnKey.slice(e.fnKey.indexOf('/') + 1)] : [null, null];
+        return {
+          id: c.id, namespace: ns, function: rest ? rest.slice(0, rest.lastIndexOf('@')) : null,
+          version: rest ? Number(rest.slice(rest.lastIndexOf('@') + 1)) : null,
+          state: e.state, memoryMB: e.memoryMB, inFlight: e.inFlight, createdAt: e.createdAt, lastUsed: e.lastUsed,
+          memoryBytes: await c.cgroup.memoryUsage(), cpuNs: await c.cgroup.cpuUsageNs(),
+        };
+      }),
+    );
+    return {
+      id: this.id, at: Date.now(), capacityBytes: this.config.KILN_INVOKER_MEMORY_MB * 2 ** 20,
+      usedBytes: (this.pool?.usedMB() ?? 0) * 2 ** 20, inFlight: slots.reduce((n, e) => n + e.inFlight, 0),
+      concurrency: this.config.KILN_INVOKER_CONCURRENCY, containers,
+    };
   }
 
   private runtimeLayers(runtime: string): string[] {

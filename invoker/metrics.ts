@@ -6,7 +6,7 @@ import { ActivationRecord } from '../common/types';
 import { State } from './pool/states';
 
 interface PoolView {
-  slots(): readonly { state: State }[];
+  slots(): readonly { state: State; inFlight: number }[];
   usedMB(): number;
 }
 
@@ -58,6 +58,13 @@ export function createInvokerMetrics(registry: client.Registry, invokerId: strin
     },
   });
 
+  new client.Gauge({
+    name: 'kiln_invoker_inflight', help: 'Invocations running on this invoker now',
+    labelNames: ['invoker'], registers: [registry],
+    collect() {
+      this.set({ invoker: invokerId }, (pool()?.slots() ?? []).reduce((n, s) => n + s.inFlight, 0));
+    },
+  });
   const freeze = new client.Histogram({
     name: 'kiln_freeze_seconds', help: 'Time to freeze an idle container with the cgroup freezer',
     registers: [registry], buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],

@@ -7,7 +7,8 @@ import { ActivationRecord, FINAL_STATUSES } from '../types';
 
 const KEEP_PER_LIST = 1000;
 
-// KEYS: record, logs. ARGV: record json, logs json, ttl, channel, final statuses (csv)
+// KEYS: record, logs, usage. ARGV: record json, logs json, ttl, channel, final statuses (csv),
+// usage member, endedAt. The usage entry is written with the final record, in the same script.
 const FINISH = `
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -18,6 +19,8 @@ if cur then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[3]) * 1000)
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 return 1`;
 
@@ -32,6 +35,14 @@ if cur then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1`;
+
+export interface Usage {
+  namespace: string;
+  invocations: number;
+  billedMs: number;
+  gbSeconds: number;
+  cpuMs: number;
+}
 
 export class ActivationStore {
   constructor(private readonly redis: Redis, private readonly ttlSeconds: number) {}
@@ -55,11 +66,32 @@ export class ActivationStore {
 
   /** Writes the final record and its logs once; returns false if it was already final. */
   async finish(r: ActivationRecord, logs: string[]): Promise<boolean> {
+    const endedAt = r.endedAt ?? Date.now();
+    const usage = `${r.activationId}|${r.billedMs ?? 0}|${r.memoryMB}|${r.cpuMs ?? 0}`;
     const n = await this.redis.eval(
-      FINISH, 2, keys.activation(r.activationId), keys.activationLogs(r.activationId),
-      JSON.stringify(r), JSON.stringify(logs), this.ttlSeconds, DONE_CHANNEL, FINAL_STATUSES.join(','),
+      FINISH, 3, keys.activation(r.activationId), keys.activationLogs(r.activationId), keys.usage(r.namespace),
+      JSON.stringify(r), JSON.stringify(logs), this.ttlSeconds, DONE_CHANNEL, FINAL_STATUSES.join(','), usage, endedAt,
     );
     return n === 1;
+  }
+
+  /**
+   * Usage of one namespace over activations that ended in [from, to): the sums of the same
+   * fields as the records. GB-seconds = billedMs/1000 x memoryMB/1024.
+   */
+  async usage(namespace: string, from: number, to: number): Promise<Usage> {
+    const members = await this.redis.zrangebyscore(keys.usage(namespace), from, `(${to}`);
+    const u: Usage = { namespace, invocations: 0, billedMs: 0, gbSeconds: 0, cpuMs: 0 };
+    for (const m of members) {
+      const [, billed, memory, cpu] = m.split('|').map(Number);
+      u.invocations++;
+      u.billedMs += billed;
+      u.gbSeconds += (billed / 1000) * (memory / 1024);
+      u.cpuMs += cpu;
+    }
+    u.gbSeconds = Math.round(u.gbSeconds * 1e6) / 1e6;
+    u.cpuMs = Math.round(u.cpuMs * 1000) / 1000;
+    return u;
   }
 
   async get(id: string): Promise<ActivationRecord | null> {

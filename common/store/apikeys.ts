@@ -25,6 +25,10 @@ export class ApiKeyStore {
     await this.redis.multi().hset(keys.apiKeys, hashKey(key), JSON.stringify(p)).sadd(keys.namespaces, p.namespace).exec();
   }
 
+  async namespaces(): Promise<string[]> {
+    return this.redis.smembers(keys.namespaces);
+  }
+
   async namespaceExists(name: string): Promise<boolean> {
     return (await this.redis.sismember(keys.namespaces, name)) === 1;
   }

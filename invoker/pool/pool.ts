@@ -54,6 +54,7 @@ export class Entry<C extends PoolContainer<any>> implements Slot {
   state: State = 'starting';
   inFlight = 0;
   lastUsed = Date.now();
+  readonly createdAt = Date.now();
   retiring = false;
   container?: C;
   timer?: NodeJS.Timeout;
