@@ -234,6 +234,56 @@ describe('the CLI', () => {
   });
 });
 
+describe('accounting and operations', () => {
+  it('reports usage equal to the sum over the activation records of the window', async () => {
+    const from = Date.now() - 3600_000;
+    for (let i = 0; i < 3; i++) await p.api('POST', '/v1/functions/hello/invoke', {});
+    const to = Date.now() + 1;
+    const usage = await p.api('GET', `/v1/usage?from=${from}&to=${to}`);
+    expect(usage.status).toBe(200);
+    const records = (await p.api('GET', '/v1/activations?limit=200')).body.activations.filter(
+      (r: any) => r.endedAt >= from && r.endedAt < to && r.status !== 'queued' && r.status !== 'running',
+    );
+    expect(records.length).toBeGreaterThan(10);
+    const sum = records.reduce(
+      (t: any, r: any) => ({
+        invocations: t.invocations + 1,
+        billedMs: t.billedMs + (r.billedMs ?? 0),
+        gbSeconds: t.gbSeconds + ((r.billedMs ?? 0) / 1000) * (r.memoryMB / 1024),
+        cpuMs: t.cpuMs + (r.cpuMs ?? 0),
+      }),
+      { invocations: 0, billedMs: 0, gbSeconds: 0, cpuMs: 0 },
+    );
+    const mine = usage.body.namespaces.find((u: any) => u.namespace === 'default');
+    expect(mine.invocations).toBe(sum.invocations);
+    expect(mine.billedMs).toBe(sum.billedMs);
+    expect(mine.gbSeconds).toBeCloseTo(sum.gbSeconds, 5);
+    expect(mine.cpuMs).toBeCloseTo(sum.cpuMs, 2);
+    const cli = await p.cli(['usage', '--from', String(from), '--to', String(to), '--json']);
+    expect(JSON.parse(cli.stdout).total.invocations).toBe(usage.body.total.invocations);
+    expect((await p.api('GET', '/v1/usage?from=abc')).status).toBe(400);
+  });
+
+  it('lists containers like docker ps, and exports queue and container metrics', async () => {
+    await p.api('POST', '/v1/functions/hello/invoke', {});
+    const ps = await eventually(async () => {
+      const r = await p.cli(['ps', '--json']);
+      const body = JSON.parse(r.stdout);
+      return body.containers.some((c: any) => c.function === 'hello') && body;
+    });
+    const hello = ps.containers.find((c: any) => c.function === 'hello');
+    expect(hello).toMatchObject({ namespace: 'default', version: 1, memoryMB: 128, invoker: p.invokerId });
+    expect(['ready', 'busy', 'frozen']).toContain(hello.state);
+    const gateway = await (await fetch(`${p.url}/metrics`)).text();
+    expect(gateway).toMatch(/^kiln_queue_depth\{queue="kiln-invocations",state="waiting"\} \d+/m);
+    expect(gateway).toMatch(/^kiln_invokers\{state="up"\} 1$/m);
+    expect(gateway).toMatch(/^kiln_invokers_recommended 1$/m);
+    const invoker = await (await fetch(`http://127.0.0.1:${p.env.KILN_INVOKER_METRICS_PORT}/metrics`)).text();
+    expect(invoker).toMatch(/^kiln_invocations_total\{namespace="default",function="hello",status="success",start="warm"\} \d+/m);
+    expect(invoker).toMatch(/^kiln_billed_gb_seconds_total\{namespace="default",function="hello"\} /m);
+  });
+});
+
 async function tarball(dir: string, files: string[]): Promise<Buffer> {
   const out = path.join(dir, '..', `${path.basename(dir)}.tgz`);
   await tar.c({ gzip: true, file: out, cwd: dir, portable: true }, files);
