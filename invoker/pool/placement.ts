@@ -14,6 +14,7 @@ export interface Slot {
   inFlight: number;
   lastUsed: number;
   retiring?: boolean; // an older version: takes no new calls
+  preparing?: boolean; // being started, thawed or specialised: not yet shareable
 }
 
 export interface Want {
@@ -28,7 +29,7 @@ export function place(slots: readonly Slot[], want: Want): Placement {
   const mine = slots.filter((s) => s.fnKey === want.fnKey && !s.retiring);
   // Busy containers with room first: they are running already and keep others idle to freeze.
   const warm =
-    mine.find((s) => s.state === 'busy' && s.inFlight < want.concurrency) ??
+    mine.find((s) => s.state === 'busy' && !s.preparing && s.inFlight < want.concurrency) ??
     mostRecent(mine.filter((s) => s.state === 'ready'));
   if (warm) return { kind: 'warm', slot: warm };
   const frozen = mostRecent(mine.filter((s) => s.state === 'frozen'));

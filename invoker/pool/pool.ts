@@ -56,6 +56,7 @@ export class Entry<C extends PoolContainer<any>> implements Slot {
   lastUsed = Date.now();
   readonly createdAt = Date.now();
   retiring = false;
+  preparing = false; // being started, thawed or specialised: not yet shareable
   container?: C;
   timer?: NodeJS.Timeout;
   op: Promise<unknown> = Promise.resolve(); // freezer writes, in order
@@ -132,10 +133,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
         continue;
       }
       const evict = evictionsFor(this.slots(), spec.memoryMB, this.o.capacityMB);
-      if (evict) {
-        await Promise.all(evict.map((e) => this.remove(e as Entry<C>)));
-        return this.startCold(spec);
-      }
+      if (evict) return this.startCold(spec, evict as Entry<C>[]);
       if (Date.now() > deadline) throw new NoCapacity(spec.memoryMB);
       await this.roomChanged(deadline - Date.now());
     }
@@ -147,7 +145,8 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     if (!e) return;
     e.inFlight--;
     e.lastUsed = Date.now();
-    if (!container.healthy || e.retiring) await this.remove(e);
+    if (e.state === 'removing' || e.state === 'removed') return; // shutting down, or evicted
+    if (!container.healthy || (e.retiring && e.inFlight === 0)) await this.remove(e);
     else if (e.inFlight === 0) this.move(e, 'ready');
     this.notifyRoom();
   }
@@ -167,11 +166,13 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
 
   private async takeFrozen(e: Entry<C>): Promise<Lease<C> | null> {
     e.inFlight++;
+    e.preparing = true; // other calls may share it only once it is thawed
     this.move(e, 'busy'); // reserved before the first await: no one else takes it
     try {
       await e.op; // a freeze still being written
       const ms = await e.container!.thaw();
       this.o.onThaw?.(ms);
+      e.preparing = false;
       return { container: e.container!, start: 'thawed', initMs: ms };
     } catch (err) {
       this.o.log.warn({ err, container: e.id }, 'thaw failed; removing the container');
@@ -185,16 +186,18 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     const evict = grow > 0 ? evictionsFor(this.slots(), grow, this.o.capacityMB, new Set([e.id])) : [];
     if (!evict) return null; // does not fit as this function: leave the stem for another
     e.inFlight++;
+    e.preparing = true;
+    e.fnKey = spec.fnKey;
+    e.memoryMB = spec.memoryMB; // reserved before the first await, like a cold start
     this.move(e, 'busy');
     const t = performance.now();
     try {
       await Promise.all(evict.map((x) => this.remove(x as Entry<C>)));
-      e.fnKey = spec.fnKey;
-      e.memoryMB = spec.memoryMB;
       await e.op;
       const thawMs = await e.container!.thaw();
       this.o.onThaw?.(thawMs);
       await e.container!.specialise(spec);
+      e.preparing = false;
       return { container: e.container!, start: 'prewarm', initMs: performance.now() - t };
     } catch (err) {
       this.o.log.warn({ err, container: e.id }, 'specialising a prewarmed container failed');
@@ -205,11 +208,14 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     }
   }
 
-  private async startCold(spec: S): Promise<Lease<C>> {
+  private async startCold(spec: S, evict: Entry<C>[]): Promise<Lease<C>> {
+    // Reserved before the first await, so a call woken by the evictions cannot take the room.
     const e = this.add(spec.fnKey, spec.runtime, spec.memoryMB);
     e.inFlight++;
+    e.preparing = true;
     const t = performance.now();
     try {
+      await Promise.all(evict.map((x) => this.remove(x)));
       e.container = await this.factory.cold(spec);
     } catch (err) {
       await this.remove(e);
@@ -220,6 +226,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
       throw new Error('the invoker is shutting down');
     }
     this.move(e, 'busy');
+    e.preparing = false;
     return { container: e.container, start: 'cold', initMs: performance.now() - t };
   }
 
