@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { ActivationStatus, Manifest } from '../common/types';
 import { ContainerCgroup } from './cgroups';
 import { run } from '../common/process';
-import { buildSpec, cpuSharesFor } from './oci/spec';
+import { buildSpec, cpuSharesFor, HOST_ROOT_ID } from './oci/spec';
 import { OciRuntime } from './oci/runtime';
 import { RunReply, RuntimeClient, waitForSocket } from './protocol';
 import { mountRootfs, sharedMountPoint, unmountAll } from './rootfs';
@@ -86,6 +86,7 @@ export class Container {
     const socketDir = path.join(dir, 'sock');
     const cgroupsPath = `${env.cgroupParent}/${id}`;
     await fsp.mkdir(socketDir, { recursive: true });
+    await fsp.chown(socketDir, HOST_ROOT_ID, HOST_ROOT_ID); // the runtime, container root, listens here
     const c = new Container(id, spec, dir, new ContainerCgroup(cgroupsPath), env, new RuntimeClient(path.join(socketDir, 'kiln.sock'), spec?.config.concurrency ?? 100));
     try {
       await mountRootfs(c.rootfs, layers);

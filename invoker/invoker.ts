@@ -1,5 +1,6 @@
 // The invoker service: takes invocation jobs from the BullMQ queue, runs each in a container
 // from the warm pool, and writes the activation's final record (exactly once) to Redis.
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DelayedError, Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -55,6 +56,7 @@ export class Invoker {
   async start(): Promise<void> {
     this.layers = await readRuntimeLayers(this.layerStore);
     await removeLeftovers(this.owned, this.log);
+    await traversable([this.config.KILN_STATE_DIR, path.dirname(this.owned.containersDir), this.owned.containersDir, this.config.KILN_LAYERS_DIR]);
     const env: ContainerEnv = { ...this.owned, maxLogBytes: this.config.KILN_MAX_LOG_BYTES };
     const c = this.config;
     this.pool = new Pool<Container, Spec>(
@@ -187,5 +189,17 @@ export class Invoker {
 }
 
 type Spec = ContainerSpec & FunctionSpec;
+
+/**
+ * runc sets up a container's root as the container's own (unprivileged) root user, which must
+ * be able to pass through the folders above its bundle and layers: o+x, without o+r.
+ */
+async function traversable(dirs: string[]): Promise<void> {
+  for (const d of dirs) {
+    await fsp.mkdir(d, { recursive: true });
+    const mode = (await fsp.stat(d)).mode & 0o7777;
+    if ((mode & 0o001) === 0) await fsp.chmod(d, mode | 0o111);
+  }
+}
 
 const round = (n: number) => Math.round(n * 1000) / 1000;

@@ -80,12 +80,31 @@ export class LayerStore {
         // Packages were checked at deploy; refuse anything but plain entries all the same.
         filter: (_p, entry) => SAFE_TYPES.has((entry as tar.ReadEntry).type),
       });
+      await makeReadable(path.join(tmp, 'root'));
       // rename fails if another process unpacked the same layer first: theirs is as good.
       await fsp.rename(tmp, path.dirname(root)).catch(() => undefined);
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true });
     }
     return root;
+  }
+}
+
+/**
+ * Containers run as an unprivileged host uid, to which files owned by host root are "other":
+ * every file must be readable by all (a+rX), or a package's 0600 file could not be loaded.
+ */
+async function makeReadable(dir: string): Promise<void> {
+  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isSymbolicLink()) continue;
+    const mode = (await fsp.stat(p)).mode & 0o7777;
+    if (e.isDirectory()) {
+      await fsp.chmod(p, mode | 0o555);
+      await makeReadable(p);
+    } else {
+      await fsp.chmod(p, (mode | 0o444 | (mode & 0o100 ? 0o111 : 0)) & ~0o6000); // and no setuid/setgid
+    }
   }
 }
 

@@ -1,5 +1,11 @@
 // Generates the OCI runtime spec (config.json) of a function container. runc applies exactly
-// what this says and adds no defaults of its own, so every limit and namespace is here.
+// what this says and adds no hardening of its own (Docker, containerd and Podman supply theirs),
+// so every namespace, limit and restriction is here. See docs/threat-model.md.
+import { seccompProfile } from './seccomp';
+
+/** Container root is this host uid/gid (unprivileged), with ID_COUNT ids mapped from it. */
+export const HOST_ROOT_ID = 100_000;
+export const ID_COUNT = 65_536;
 export interface SpecOptions {
   hostname: string;
   args: string[];
@@ -28,7 +34,13 @@ export function buildSpec(o: SpecOptions) {
       env: ['PATH=/usr/bin:/bin', 'HOME=/tmp', ...Object.entries(o.env).map(([k, v]) => `${k}=${v}`)],
       cwd: '/function',
       noNewPrivileges: true,
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
+      // No capabilities at all: a function needs none (containerd's default has 14).
+      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      rlimits: [
+        { type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 },
+        { type: 'RLIMIT_CORE', hard: 0, soft: 0 },
+      ],
+      oomScoreAdj: 500, // under memory pressure the host kills function processes first
     },
     root: { path: 'rootfs', readonly: true },
     hostname: o.hostname,
@@ -46,7 +58,10 @@ export function buildSpec(o: SpecOptions) {
       ...(o.codeDir ? [{ destination: '/function', type: 'bind', source: o.codeDir, options: ['rbind', 'ro', 'rslave', 'nosuid', 'nodev'] }] : []),
     ],
     linux: {
-      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup'].map((type) => ({ type })),
+      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup', 'user'].map((type) => ({ type })),
+      uidMappings: [{ containerID: 0, hostID: HOST_ROOT_ID, size: ID_COUNT }],
+      gidMappings: [{ containerID: 0, hostID: HOST_ROOT_ID, size: ID_COUNT }],
+      seccomp: seccompProfile(),
       cgroupsPath: o.cgroupsPath,
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
