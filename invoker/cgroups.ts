@@ -34,6 +34,17 @@ export class ContainerCgroup {
     return this.version === 2 ? path.join(ROOT, this.rel, name) : path.join(ROOT, controller, this.rel, name);
   }
 
+  /** How many processes (not threads) the container has. */
+  async processCount(): Promise<number> {
+    const t = await readText(this.file('pids', 'cgroup.procs'));
+    return t ? t.split('\n').filter(Boolean).length : 0;
+  }
+
+  /** How many times a fork or clone failed on the pids limit. */
+  async pidsLimitHits(): Promise<number> {
+    return field(await readText(this.file('pids', 'pids.events')), 'max') ?? 0;
+  }
+
   async memoryUsage(): Promise<number | null> {
     return readNumber(this.file('memory', this.version === 2 ? 'memory.current' : 'memory.usage_in_bytes'));
   }

@@ -14,6 +14,7 @@ import { run } from '../common/process';
 import { buildSpec, cpuSharesFor, HOST_ROOT_ID } from './oci/spec';
 import { OciRuntime } from './oci/runtime';
 import { RunReply, RuntimeClient, waitForSocket } from './protocol';
+import { OutputTail } from './output';
 import { mountRootfs, sharedMountPoint, unmountAll } from './rootfs';
 
 export interface ContainerEnv {
@@ -48,12 +49,16 @@ export interface CallOutcome {
 }
 
 const READY_TIMEOUT_MS = 10_000;
+export const PIDS_LIMIT = 64;
+export const TMP_SIZE_MB = 64;
 
 export class Container {
   healthy = true;
   inFlight = 0; // calls reserved by the pool
   lastUsed = Date.now();
   private exited = false;
+  readonly output = new OutputTail();
+  private pidsHits = 0;
 
   private constructor(
     readonly id: string,
@@ -96,14 +101,14 @@ export class Container {
         args: ['/usr/bin/node', `--max-old-space-size=${Math.max(32, Math.floor(memoryMB * 0.8))}`, '/opt/kiln/bootstrap.js'],
         env: { ...vars, KILN_MAX_LOG_BYTES: String(env.maxLogBytes) },
         memoryMB,
-        pidsLimit: 64,
-        tmpSizeMB: 64,
+        pidsLimit: PIDS_LIMIT,
+        tmpSizeMB: TMP_SIZE_MB,
         cgroupsPath,
         socketDir,
         codeDir: spec ? undefined : await sharedMountPoint(path.join(dir, 'function')),
       });
       await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
-      await env.runtime.run(id, dir, c.logPath);
+      await env.runtime.run(id, dir, c.output);
       await waitForSocket(path.join(socketDir, 'kiln.sock'), READY_TIMEOUT_MS);
       return c;
     } catch (e) {
@@ -131,10 +136,6 @@ export class Container {
 
   thaw(): Promise<number> {
     return this.cgroup.setFrozen(false);
-  }
-
-  get logPath(): string {
-    return path.join(this.dir, 'container.log');
   }
 
   async invoke(event: unknown, context: Record<string, unknown>, timeoutMs: number): Promise<CallOutcome> {
@@ -166,12 +167,33 @@ export class Container {
     const cpuAfter = await this.cgroup.cpuUsageNs();
     if (cpuBefore !== null && cpuAfter !== null) outcome.cpuMs = (cpuAfter - cpuBefore) / 1e6;
     if (solo) outcome.peakMemoryBytes = (await this.cgroup.peakMemoryBytes()) ?? undefined;
+    if (outcome.status === 'function_error' || outcome.status === 'timeout') await this.blameLimits(outcome);
+    // Anything still running besides the runtime (a daemon left behind) or a flood of output
+    // means the next call would not start clean: this container is replaced.
+    if (this.output.flooded || (this.healthy && (await this.cgroup.processCount()) > 1)) {
+      this.healthy = false;
+      outcome.logs.push(`${new Date().toISOString()} stderr: [kiln] ${this.output.flooded ? 'the container wrote too much output' : 'a process was left running after the call'}; the container is replaced`);
+    }
     return outcome;
+  }
+
+  /** A failed call that ran into the pids, files or disk limit is a resource_limit error. */
+  private async blameLimits(outcome: CallOutcome): Promise<void> {
+    const hits = await this.cgroup.pidsLimitHits();
+    const errno = (outcome.error as { errno?: string } | undefined)?.errno;
+    let why: string | null = null;
+    if (hits > this.pidsHits) why = `the function hit its limit of ${PIDS_LIMIT} processes`;
+    else if (errno === 'EMFILE' || errno === 'ENFILE') why = 'the function hit its limit of 1024 open files';
+    else if (errno === 'ENOSPC' || errno === 'EDQUOT') why = `the function filled its ${TMP_SIZE_MB} MB /tmp`;
+    this.pidsHits = hits;
+    if (!why) return;
+    outcome.status = 'resource_limit';
+    outcome.error = { code: 'resource_limit', message: `${why}: ${outcome.error?.message ?? ''}`.trim(), stack: outcome.error?.stack };
   }
 
   /** The connection broke: the runtime process died. Say why, as precisely as we can tell. */
   private async classifyCrash(durationMs: number, cause: Error): Promise<CallOutcome> {
-    const log = (await fsp.readFile(this.logPath, 'utf8').catch(() => '')).slice(-4000);
+    const log = this.output.text();
     if ((await this.cgroup.oomKills()) > 0 || /heap out of memory/i.test(log)) {
       return { status: 'out_of_memory', error: { code: 'out_of_memory', message: `the function exceeded its memory limit of ${this.spec!.config.memoryMB} MB` }, logs: [], durationMs };
     }

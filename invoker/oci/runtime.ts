@@ -1,12 +1,12 @@
 // The one interface in front of the OCI runtime CLI (runc, or crun where the host allows).
 // Every call goes through the common process runner: a timeout and a typed error.
 import { spawn } from 'node:child_process';
-import * as fsp from 'node:fs/promises';
 import { CommandError, run } from '../../common/process';
+import { OutputTail } from '../output';
 
 export interface OciRuntime {
-  /** Creates and starts a container from a bundle; its stdio is appended to `logPath`. */
-  run(id: string, bundle: string, logPath: string): Promise<void>;
+  /** Creates and starts a container from a bundle; its stdout and stderr go to `output`. */
+  run(id: string, bundle: string, output: OutputTail): Promise<void>;
   kill(id: string, signal?: string): Promise<void>;
   /** Removes a container whatever its state (kills it first). Absent containers are fine. */
   delete(id: string): Promise<void>;
@@ -16,29 +16,23 @@ export interface OciRuntime {
 export class RuncRuntime implements OciRuntime {
   constructor(private readonly binary: string, private readonly root: string) {}
 
-  async run(id: string, bundle: string, logPath: string): Promise<void> {
+  async run(id: string, bundle: string, output: OutputTail): Promise<void> {
     // `run --detach` creates and starts in one process (one fewer exec than create + start).
-    // The container inherits runc's stdio, so runc's own errors land in the same log file.
-    const log = await fsp.open(logPath, 'a');
-    try {
-      const code = await new Promise<number | null>((resolve, reject) => {
-        const child = spawn(this.binary, ['--root', this.root, 'run', '--detach', '--bundle', bundle, id], {
-          stdio: ['ignore', log.fd, log.fd],
-        });
-        const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-        child.on('error', reject);
-        child.on('exit', (c) => {
-          clearTimeout(timer);
-          resolve(c);
-        });
+    // The container inherits runc's stdio pipes, so runc's own errors come through them too.
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(this.binary, ['--root', this.root, 'run', '--detach', '--bundle', bundle, id], {
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      if (code !== 0) {
-        const tail = (await fsp.readFile(logPath, 'utf8').catch(() => '')).slice(-2000);
-        throw new CommandError(`${this.binary} run ${id}`, code, tail, code === null);
-      }
-    } finally {
-      await log.close();
-    }
+      output.follow(child.stdout!);
+      output.follow(child.stderr!);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.on('error', reject);
+      child.on('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    if (code !== 0) throw new CommandError(`${this.binary} run ${id}`, code, output.text().slice(-2000), code === null);
   }
 
   async kill(id: string, signal = 'KILL'): Promise<void> {

@@ -81,7 +81,7 @@ process.on('unhandledRejection', (err) => {
 
 function errorOf(err) {
   const e = err instanceof Error ? err : new Error(String(err));
-  return { message: e.message, stack: e.stack };
+  return { message: e.message, stack: e.stack, errno: typeof e.code === 'string' ? e.code : undefined };
 }
 
 async function runCall(event, context) {
