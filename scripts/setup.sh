@@ -10,6 +10,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
 command -v mount >/dev/null || need+=(mount)
+command -v promtool >/dev/null || need+=(prometheus) # prometheus and promtool: infra/prometheus, its tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "kiln: missing Debian packages (${need[*]}) and not root to install them" >&2
@@ -21,6 +22,11 @@ if [ ${#need[@]} -gt 0 ]; then
   # Debian's redis-server package may start a system service; kiln runs its own.
   if command -v service >/dev/null && pgrep -x redis-server >/dev/null 2>&1; then
     service redis-server stop >/dev/null 2>&1 || true
+  fi
+  # Likewise the prometheus package may start a system Prometheus on :9090 (init script pid file
+  # /run/prometheus/prometheus.pid, or a systemd unit); scripts/prometheus.sh runs kiln's own.
+  if [[ " ${need[*]} " == *" prometheus "* ]] && command -v service >/dev/null; then
+    service prometheus stop >/dev/null 2>&1 || true
   fi
 fi
 
