@@ -13,6 +13,8 @@ export const keys = {
   activationsByFn: (ns: string, name: string) => `kiln:acts:${ns}:${name}`, // zset by queuedAt
   activationsByNs: (ns: string) => `kiln:acts:${ns}`, // zset by queuedAt
   usage: (ns: string) => `kiln:usage:${ns}`, // zset by endedAt: id|billedMs|memoryMB|cpuMs, untrimmed
+  rateBucket: (ns: string) => `kiln:rate:${ns}`, // hash: tokens, ts
+  inFlight: (ns: string) => `kiln:inflight:${ns}`, // zset: activation id by expiry
   invokers: 'kiln:invokers', // set of invoker ids
   invoker: (id: string) => `kiln:invoker:${id}`, // the invoker's latest snapshot, with a short TTL
 };

@@ -7,6 +7,7 @@ import { notFound } from '../common/errors';
 import { ActivationStore } from '../common/store/activations';
 import { FunctionStore } from '../common/store/functions';
 import { ActivationRecord, InvocationJob } from '../common/types';
+import { Admission } from './limits';
 import { ResultWaiter } from './results';
 
 export interface Accepted {
@@ -21,12 +22,14 @@ export class Invocations {
     private readonly activations: ActivationStore,
     private readonly waiter: ResultWaiter,
     private readonly syncWaitMs: number,
+    private readonly admission: Admission,
   ) {}
 
   async invoke(namespace: string, name: string, event: unknown, sync: boolean, onlyWeb = false): Promise<Accepted> {
     const fn = await this.functions.get(namespace, name);
     if (!fn || (onlyWeb && !fn.config.web)) throw notFound(`no function '${name}' in namespace '${namespace}'`);
     const activationId = randomBytes(16).toString('hex');
+    await this.admission.admit(namespace, activationId, fn.config.timeoutMs);
     const queuedAt = Date.now();
     await this.activations.create({
       activationId, namespace, function: name, version: fn.version, status: 'queued', queuedAt, memoryMB: fn.config.memoryMB,
@@ -37,6 +40,7 @@ export class Invocations {
       await this.queue.add('invoke', job, { jobId: activationId, removeOnComplete: true, removeOnFail: { age: 24 * 3600 } });
     } catch (e) {
       pending?.cancel();
+      await this.admission.release(namespace, activationId).catch(() => undefined);
       throw e;
     }
     return { activationId, record: pending ? await pending.wait(this.syncWaitMs) : null };

@@ -12,6 +12,7 @@ import { InvokerStore } from '../common/store/invokers';
 import { ensureAdminKey } from './admin-key';
 import { createApp } from './app';
 import { Invocations } from './invocations';
+import { Admission } from './limits';
 import { createGatewayMetrics } from './metrics';
 import { ResultWaiter } from './results';
 
@@ -32,12 +33,15 @@ async function main() {
   const app = createApp({
     config, log, redis, functions, activations, apiKeys, invokers, registry,
     metrics: createGatewayMetrics(registry, { queue, invokers }),
-    invocations: new Invocations(queue, functions, activations, waiter, config.KILN_SYNC_WAIT_MS),
+    invocations: new Invocations(queue, functions, activations, waiter, config.KILN_SYNC_WAIT_MS, new Admission(redis, {
+      ratePerSecond: config.KILN_RATE_LIMIT, burst: config.KILN_RATE_BURST, inFlight: config.KILN_INFLIGHT_LIMIT,
+    })),
   });
   const server = app.listen(config.KILN_PORT, config.KILN_HOST, () => {
     log.info({ url: `http://${config.KILN_HOST}:${config.KILN_PORT}` }, 'gateway listening');
   });
-  server.requestTimeout = config.KILN_SYNC_WAIT_MS + 30_000;
+  // Slow clients: headers within 10 s, the whole request (not the response) within 30 s.
+  server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
   const stop = () => {
     server.close();

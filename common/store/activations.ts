@@ -7,7 +7,7 @@ import { ActivationRecord, FINAL_STATUSES } from '../types';
 
 const KEEP_PER_LIST = 1000;
 
-// KEYS: record, logs, usage. ARGV: record json, logs json, ttl, channel, final statuses (csv),
+// KEYS: record, logs, usage, in-flight. ARGV: record json, logs json, ttl, channel, final statuses (csv),
 // usage member, endedAt. The usage entry is written with the final record, in the same script.
 const FINISH = `
 local cur = redis.call('GET', KEYS[1])
@@ -21,6 +21,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[3]) * 1000)
+redis.call('ZREM', KEYS[4], cjson.decode(ARGV[1])['activationId'])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 return 1`;
 
@@ -69,7 +70,7 @@ export class ActivationStore {
     const endedAt = r.endedAt ?? Date.now();
     const usage = `${r.activationId}|${r.billedMs ?? 0}|${r.memoryMB}|${r.cpuMs ?? 0}`;
     const n = await this.redis.eval(
-      FINISH, 3, keys.activation(r.activationId), keys.activationLogs(r.activationId), keys.usage(r.namespace),
+      FINISH, 4, keys.activation(r.activationId), keys.activationLogs(r.activationId), keys.usage(r.namespace), keys.inFlight(r.namespace),
       JSON.stringify(r), JSON.stringify(logs), this.ttlSeconds, DONE_CHANNEL, FINAL_STATUSES.join(','), usage, endedAt,
     );
     return n === 1;
