@@ -19,7 +19,7 @@ import { LayerStore } from './images/layers';
 import { createInvokerMetrics, InvokerMetrics } from './metrics';
 import { RuncRuntime } from './oci/runtime';
 import { FunctionSpec, NoCapacity, Pool } from './pool/pool';
-import { removeLeftovers, Owned } from './reconcile';
+import { removeDeadPeers, removeLeftovers, Owned } from './reconcile';
 
 export class Invoker {
   readonly registry = new client.Registry();
@@ -35,18 +35,23 @@ export class Invoker {
   private heartbeat?: NodeJS.Timeout;
 
   constructor(private readonly config: Config, private readonly redis: Redis, private readonly log: Logger) {
-    const paths = statePaths(config.KILN_STATE_DIR);
     const id = config.KILN_INVOKER_ID;
     this.layerStore = new LayerStore(config.KILN_LAYERS_DIR);
     this.activations = new ActivationStore(redis, config.KILN_ACTIVATION_TTL_S);
     this.functions = new FunctionStore(redis);
     this.invokers = new InvokerStore(redis);
-    this.owned = {
-      runtime: new RuncRuntime(config.KILN_OCI_RUNTIME, path.join(paths.runcRoot, id)),
+    this.owned = this.ownedBy(id);
+    this.metrics = createInvokerMetrics(this.registry, id, () => this.pool, config.KILN_INVOKER_MEMORY_MB * 2 ** 20);
+  }
+
+  /** What the invoker `id` owns on this host (see reconcile.ts). */
+  private ownedBy(id: string): Owned {
+    const paths = statePaths(this.config.KILN_STATE_DIR);
+    return {
+      runtime: new RuncRuntime(this.config.KILN_OCI_RUNTIME, path.join(paths.runcRoot, id)),
       containersDir: path.join(paths.containers, id),
       cgroupParent: `/kiln/${id}`,
     };
-    this.metrics = createInvokerMetrics(this.registry, id, () => this.pool, config.KILN_INVOKER_MEMORY_MB * 2 ** 20);
   }
 
   get id(): string {
@@ -56,6 +61,8 @@ export class Invoker {
   async start(): Promise<void> {
     this.layers = await readRuntimeLayers(this.layerStore);
     await removeLeftovers(this.owned, this.log);
+    const live = new Set((await this.invokers.live()).map((i) => i.id));
+    await removeDeadPeers(this.config.KILN_STATE_DIR, this.id, live, (id) => this.ownedBy(id), this.log);
     await traversable([this.config.KILN_STATE_DIR, path.dirname(this.owned.containersDir), this.owned.containersDir, this.config.KILN_LAYERS_DIR]);
     const env: ContainerEnv = { ...this.owned, maxLogBytes: this.config.KILN_MAX_LOG_BYTES };
     const c = this.config;

@@ -33,3 +33,24 @@ export async function removeLeftovers(o: Owned, log: Logger): Promise<number> {
   if (removed) log.warn({ removed }, 'removed containers and mounts left by a previous invoker');
   return removed;
 }
+
+/**
+ * Invokers sharing a state dir (several per host) each own `runc/ID`, `containers/ID` and the
+ * cgroup parent `/kiln/ID`. One that starts removes those of every other id whose heartbeat is
+ * gone: what crashed invokers left. `live` must come from Redis; on doubt, call nothing.
+ */
+export async function removeDeadPeers(stateDir: string, self: string, live: ReadonlySet<string>, make: (id: string) => Owned, log: Logger): Promise<string[]> {
+  const ids = new Set<string>();
+  for (const sub of ['runc', 'containers']) {
+    for (const d of await fsp.readdir(path.join(stateDir, sub)).catch(() => [] as string[])) ids.add(d);
+  }
+  const dead = [...ids].filter((id) => id !== self && !live.has(id) && /^[a-z0-9-]{1,32}$/.test(id));
+  for (const id of dead) {
+    const owned = make(id);
+    await removeLeftovers(owned, log);
+    await fsp.rm(path.join(stateDir, 'runc', id), { recursive: true, force: true });
+    await fsp.rm(owned.containersDir, { recursive: true, force: true });
+    log.warn({ invoker: id }, 'removed what a dead invoker left on this host');
+  }
+  return dead;
+}

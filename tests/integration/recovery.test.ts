@@ -99,3 +99,53 @@ describe('an external Redis', () => {
     }
   });
 });
+
+describe('several invokers sharing a state dir', () => {
+  it('removes what a dead invoker left, once its heartbeat is gone, and nothing of live ones', async () => {
+    const p = await startPlatform({ KILN_PREWARM_COUNT: '0' });
+    const others: number[] = [];
+    let peer: ReturnType<typeof spawn> | undefined;
+    try {
+      expect((await p.cli(['deploy', fn('crash')])).code).toBe(0);
+      await p.api('POST', '/v1/functions/crash/invoke?async=true', { mode: 'hang' });
+      const orphans = await eventually(async () => runcList(p).length > 0 && runcList(p));
+      const invoker = (await pidOf(p, 'kiln-invoker'))!;
+      others.push(...(await p.children()).filter((pid) => pid !== invoker));
+      process.kill(p.child.pid!, 'SIGKILL'); // no supervisor to restart it: the invoker stays dead
+      process.kill(invoker, 'SIGKILL');
+      const socket = path.join(p.stateDir, 'redis', 'redis.sock');
+      await eventually(async () => execFileSync('redis-cli', ['-s', socket, 'exists', `kiln:invoker:${p.invokerId}`], { encoding: 'utf8' }).trim() === '0', 20_000);
+
+      const peerId = `${p.invokerId}-b`;
+      const metricsPort = await freePort();
+      peer = spawn(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'invoker', 'main.js')], {
+        env: { ...p.env, KILN_INVOKER_ID: peerId, KILN_INVOKER_METRICS_PORT: String(metricsPort) }, stdio: 'ignore',
+      });
+      await eventually(async () => fetch(`http://127.0.0.1:${metricsPort}/healthz`).then((r) => r.ok, () => false));
+      expect(fs.existsSync(path.join(p.stateDir, 'runc', p.invokerId))).toBe(false);
+      expect(fs.existsSync(path.join(p.stateDir, 'containers', p.invokerId))).toBe(false);
+      expect(fs.existsSync(`/sys/fs/cgroup/memory/kiln/${p.invokerId}`)).toBe(false);
+      const mounts = await fsp.readFile('/proc/self/mounts', 'utf8');
+      expect(orphans.filter((id) => mounts.includes(id))).toEqual([]);
+      expect(fs.existsSync(path.join(p.stateDir, 'containers', peerId))).toBe(true); // its own, alive
+    } finally {
+      if (peer) {
+        const exited = new Promise((r) => peer!.once('exit', r));
+        peer.kill('SIGTERM');
+        await exited;
+      }
+      for (const pid of others) {
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          /* gone */
+        }
+      }
+      await eventually(async () => (await leftovers(p, others)).processes.length === 0);
+      const left = await leftovers(p, others);
+      expect(left.mounts).toEqual([]);
+      expect(fs.existsSync(`/sys/fs/cgroup/memory/kiln/${p.invokerId}-b`)).toBe(false);
+      await fsp.rm(p.stateDir, { recursive: true, force: true });
+    }
+  });
+});
