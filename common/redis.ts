@@ -33,3 +33,19 @@ export function connect(config: Pick<Config, 'REDIS_URL' | 'KILN_STATE_DIR'>, ex
 export function bullConnection(config: Pick<Config, 'REDIS_URL' | 'KILN_STATE_DIR'>): ConnectionOptions {
   return redisOptions(config) as ConnectionOptions;
 }
+
+/**
+ * A connection that fails commands at once while Redis is unreachable, instead of queueing them:
+ * what a request path needs to answer 503 quickly. Resolves once the first connection is up.
+ */
+export async function connectFailFast(config: Pick<Config, 'REDIS_URL' | 'KILN_STATE_DIR'>): Promise<Redis> {
+  const redis = connect(config, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined); // reconnects on its own; failed commands are reported by callers
+  await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+  return redis;
+}
+
+/** BullMQ connection options for a producer that fails fast too. */
+export function bullConnectionFailFast(config: Pick<Config, 'REDIS_URL' | 'KILN_STATE_DIR'>): ConnectionOptions {
+  return { ...redisOptions(config), enableOfflineQueue: false, maxRetriesPerRequest: 1 } as ConnectionOptions;
+}

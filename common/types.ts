@@ -62,6 +62,7 @@ export interface ActivationRecord {
   cpuMs?: number;
   peakMemoryBytes?: number;
   invoker?: string;
+  attempt?: number; // 1, or more when the event was delivered again after an invoker stopped
   result?: unknown;
   error?: { code: string; message: string; stack?: string };
 }

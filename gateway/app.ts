@@ -46,7 +46,7 @@ export function createApp(d: Deps): Koa {
 function toKilnError(err: unknown): KilnError {
   if (err instanceof KilnError) return err;
   const e = err as { status?: number; expose?: boolean; message?: string; name?: string };
-  if (e?.name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(String(e?.message))) {
+  if (e?.name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED|ENOENT|Stream isn't writeable|Reached the max retries/.test(String(e?.message))) {
     return new KilnError('unavailable', 'the queue (Redis) is not reachable; try again');
   }
   if (typeof e?.status === 'number' && e.status < 500 && e.expose) {

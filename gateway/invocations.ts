@@ -23,6 +23,7 @@ export class Invocations {
     private readonly waiter: ResultWaiter,
     private readonly syncWaitMs: number,
     private readonly admission: Admission,
+    private readonly attempts = 3,
   ) {}
 
   async invoke(namespace: string, name: string, event: unknown, sync: boolean, onlyWeb = false): Promise<Accepted> {
@@ -37,7 +38,10 @@ export class Invocations {
     const job: InvocationJob = { activationId, namespace, function: name, version: fn.version, digest: fn.digest, config: fn.config, event, queuedAt };
     const pending = sync ? this.waiter.expect(activationId) : null;
     try {
-      await this.queue.add('invoke', job, { jobId: activationId, removeOnComplete: true, removeOnFail: { age: 24 * 3600 } });
+      await this.queue.add('invoke', job, {
+        jobId: activationId, removeOnComplete: true, removeOnFail: { age: 24 * 3600 },
+        attempts: this.attempts, backoff: { type: 'exponential', delay: 200 },
+      });
     } catch (e) {
       pending?.cancel();
       await this.admission.release(namespace, activationId).catch(() => undefined);

@@ -3,7 +3,7 @@ import { Queue } from 'bullmq';
 import * as client from 'prom-client';
 import { loadConfig, statePaths } from '../common/config';
 import { createLogger } from '../common/log';
-import { bullConnection, connect } from '../common/redis';
+import { bullConnectionFailFast, connect, connectFailFast } from '../common/redis';
 import { QUEUE_NAME } from '../common/redis-keys';
 import { ActivationStore } from '../common/store/activations';
 import { ApiKeyStore } from '../common/store/apikeys';
@@ -20,8 +20,10 @@ async function main() {
   process.title = 'kiln-gateway';
   const config = loadConfig();
   const log = createLogger('kiln-gateway', config.KILN_LOG_LEVEL);
-  const redis = connect(config);
-  const queue = new Queue(QUEUE_NAME, { connection: bullConnection(config) });
+  const redis = await connectFailFast(config);
+  const queue = new Queue(QUEUE_NAME, { connection: bullConnectionFailFast(config) });
+  queue.on('error', (err) => log.warn({ err: err.message }, 'queue connection error'));
+  await queue.waitUntilReady();
   const activations = new ActivationStore(redis, config.KILN_ACTIVATION_TTL_S);
   const functions = new FunctionStore(redis);
   const apiKeys = new ApiKeyStore(redis);
@@ -35,7 +37,7 @@ async function main() {
     metrics: createGatewayMetrics(registry, { queue, invokers }),
     invocations: new Invocations(queue, functions, activations, waiter, config.KILN_SYNC_WAIT_MS, new Admission(redis, {
       ratePerSecond: config.KILN_RATE_LIMIT, burst: config.KILN_RATE_BURST, inFlight: config.KILN_INFLIGHT_LIMIT,
-    })),
+    }), config.KILN_JOB_ATTEMPTS),
   });
   const server = app.listen(config.KILN_PORT, config.KILN_HOST, () => {
     log.info({ url: `http://${config.KILN_HOST}:${config.KILN_PORT}` }, 'gateway listening');

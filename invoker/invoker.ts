@@ -12,13 +12,13 @@ import { QUEUE_NAME } from '../common/redis-keys';
 import { ActivationStore } from '../common/store/activations';
 import { FunctionStore } from '../common/store/functions';
 import { ContainerInfo, InvokerSnapshot, InvokerStore, SNAPSHOT_EVERY_MS } from '../common/store/invokers';
-import { ActivationRecord, InvocationJob } from '../common/types';
+import { ActivationRecord, FINAL_STATUSES, InvocationJob } from '../common/types';
 import { CallOutcome, Container, ContainerEnv, ContainerSpec } from './container';
 import { readRuntimeLayers, RuntimeLayers } from './images/build';
 import { LayerStore } from './images/layers';
 import { createInvokerMetrics, InvokerMetrics } from './metrics';
 import { RuncRuntime } from './oci/runtime';
-import { FunctionSpec, NoCapacity, Pool } from './pool/pool';
+import { FunctionSpec, Lease, NoCapacity, Pool } from './pool/pool';
 import { removeDeadPeers, removeLeftovers, Owned } from './reconcile';
 
 export class Invoker {
@@ -33,6 +33,7 @@ export class Invoker {
   private readonly metrics: InvokerMetrics;
   private readonly invokers: InvokerStore;
   private heartbeat?: NodeJS.Timeout;
+  private readonly inHand = new Map<string, ActivationRecord>(); // running calls, for shutdown
 
   constructor(private readonly config: Config, private readonly redis: Redis, private readonly log: Logger) {
     const id = config.KILN_INVOKER_ID;
@@ -88,8 +89,14 @@ export class Invoker {
       connection: bullConnection(this.config),
       concurrency: this.config.KILN_INVOKER_CONCURRENCY,
       name: this.id,
+      // A job whose invoker stopped (crash, blocked event loop) is taken again after the lock
+      // expires, at most twice; then abandoned() ends it with a system_error.
+      lockDuration: this.config.KILN_JOB_LOCK_MS,
+      stalledInterval: this.config.KILN_JOB_LOCK_MS,
+      maxStalledCount: 2,
     });
     this.worker.on('error', (err) => this.log.error({ err }, 'queue worker error'));
+    this.worker.on('failed', (job, err) => void this.abandoned(job, err).catch((e) => this.log.error({ err: e }, 'cannot end an abandoned job')));
     await this.worker.waitUntilReady();
     const beat = () => void this.snapshot().then((s) => this.invokers.publish(s)).catch((err) => this.log.warn({ err }, 'heartbeat failed'));
     beat();
@@ -97,11 +104,24 @@ export class Invoker {
     this.log.info({ invoker: this.id }, 'invoker ready');
   }
 
-  /** Stops taking work, lets running calls finish, then removes everything it made. */
+  /**
+   * Stops taking work and lets the calls in hand finish, up to KILN_SHUTDOWN_GRACE_MS; calls
+   * still running then end with a system_error (their jobs complete: none is left stalled).
+   * Then it removes every container, mount and cgroup it made.
+   */
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
     await this.invokers.withdraw(this.id).catch(() => undefined);
-    await this.worker?.close();
+    const closing = this.worker?.close() ?? Promise.resolve();
+    const timer = new Promise<'late'>((r) => setTimeout(() => r('late'), this.config.KILN_SHUTDOWN_GRACE_MS).unref());
+    if ((await Promise.race([closing, timer])) === 'late') {
+      this.log.warn({ calls: this.inHand.size }, 'shutdown grace over: ending the calls still running');
+      for (const r of this.inHand.values()) {
+        await this.finish({ ...r, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: 'the invoker stopped before the call finished' } }, [], 'node20');
+      }
+      await this.pool?.shutdown(); // their containers go; the calls return and the jobs complete
+      await closing;
+    }
     await this.pool?.shutdown();
     await removeLeftovers(this.owned, this.log);
   }
@@ -142,56 +162,87 @@ export class Invoker {
     return this.layerStore.rootPath(digest);
   }
 
+  /**
+   * Runs one job. Delivery (docs/delivery.md): a failure before the function got the event is
+   * retried by BullMQ; a job delivered again after its invoker stopped mid-call runs again with
+   * context.attempt + 1; a final record is never written twice.
+   */
   private async process(job: Job<InvocationJob>, token?: string): Promise<string> {
     const j = job.data;
+    const prior = await this.activations.get(j.activationId);
+    if (prior && FINAL_STATUSES.includes(prior.status)) return 'duplicate';
+    const attempt = prior?.status === 'running' ? (prior.attempt ?? 1) + 1 : 1;
     const base: ActivationRecord = {
       activationId: j.activationId, namespace: j.namespace, function: j.function, version: j.version,
-      status: 'running', queuedAt: j.queuedAt, memoryMB: j.config.memoryMB, invoker: this.id,
+      status: 'running', queuedAt: j.queuedAt, memoryMB: j.config.memoryMB, invoker: this.id, attempt,
     };
-    let final: ActivationRecord;
-    let logs: string[] = [];
+    let lease: Lease<Container>;
     try {
-      const spec: Spec = {
+      lease = await this.pool!.acquire({
         fnKey: `${j.namespace}/${j.function}@${j.version}`, name: j.function, config: j.config,
         runtime: j.config.runtime, memoryMB: j.config.memoryMB, concurrency: j.config.concurrency,
         codeLayer: await this.functionLayer(j.digest), runtimeLayers: this.runtimeLayers(j.config.runtime),
-      };
-      const lease = await this.pool!.acquire(spec);
-      try {
-        const startedAt = Date.now();
-        // A job whose activation already has a final record was done before: never run it twice.
-        if (!(await this.activations.update({ ...base, startedAt }))) return 'duplicate';
-        const context = {
-          activationId: j.activationId, functionName: j.function, version: j.version, namespace: j.namespace,
-          deadline: startedAt + j.config.timeoutMs, memoryMB: j.config.memoryMB,
-        };
-        const outcome: CallOutcome = await lease.container.invoke(j.event, context, j.config.timeoutMs);
-        logs = outcome.logs;
-        final = {
-          ...base, startedAt, status: outcome.status, start: lease.start, endedAt: Date.now(),
-          waitMs: startedAt - j.queuedAt, initMs: Math.round(lease.initMs * 1000) / 1000,
-          durationMs: round(outcome.durationMs), billedMs: Math.max(1, Math.ceil(outcome.durationMs)),
-          cpuMs: outcome.cpuMs === undefined ? undefined : round(outcome.cpuMs), peakMemoryBytes: outcome.peakMemoryBytes,
-        };
-        if (outcome.status === 'success') final.result = outcome.result;
-        else final.error = outcome.error;
-        if (final.status === 'success' && JSON.stringify(final.result ?? null).length > this.config.KILN_MAX_BODY_BYTES) {
-          final = { ...final, status: 'resource_limit', result: undefined, error: { code: 'resource_limit', message: `the result is larger than ${this.config.KILN_MAX_BODY_BYTES} bytes` } };
-        }
-      } finally {
-        await this.pool!.release(lease.container);
-      }
+      });
     } catch (e) {
       if (e instanceof NoCapacity && token) {
         // Back to the queue, not over-committed memory: this or another invoker takes it later.
         await job.moveToDelayed(Date.now() + 100, token);
         throw new DelayedError();
       }
+      // Nothing reached the function yet: BullMQ retries, with backoff, while attempts remain.
+      this.log.warn({ err: e, activationId: j.activationId, attempt: job.attemptsMade + 1 }, 'could not get a container');
+      if (job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw e;
+      return this.finish({ ...base, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: (e as Error).message } }, [], j.config.runtime);
+    }
+    let final: ActivationRecord;
+    let logs: string[] = [];
+    try {
+      const startedAt = Date.now();
+      if (!(await this.activations.update({ ...base, startedAt }))) return 'duplicate';
+      this.inHand.set(j.activationId, { ...base, startedAt });
+      const context = {
+        activationId: j.activationId, functionName: j.function, version: j.version, namespace: j.namespace,
+        deadline: startedAt + j.config.timeoutMs, memoryMB: j.config.memoryMB, attempt,
+      };
+      const outcome: CallOutcome = await lease.container.invoke(j.event, context, j.config.timeoutMs);
+      logs = outcome.logs;
+      final = {
+        ...base, startedAt, status: outcome.status, start: lease.start, endedAt: Date.now(),
+        waitMs: startedAt - j.queuedAt, initMs: Math.round(lease.initMs * 1000) / 1000,
+        durationMs: round(outcome.durationMs), billedMs: Math.max(1, Math.ceil(outcome.durationMs)),
+        cpuMs: outcome.cpuMs === undefined ? undefined : round(outcome.cpuMs), peakMemoryBytes: outcome.peakMemoryBytes,
+      };
+      if (outcome.status === 'success') final.result = outcome.result;
+      else final.error = outcome.error;
+      if (final.status === 'success' && JSON.stringify(final.result ?? null).length > this.config.KILN_MAX_BODY_BYTES) {
+        final = { ...final, status: 'resource_limit', result: undefined, error: { code: 'resource_limit', message: `the result is larger than ${this.config.KILN_MAX_BODY_BYTES} bytes` } };
+      }
+    } catch (e) {
       this.log.error({ err: e, activationId: j.activationId }, 'invocation failed in the platform');
       final = { ...base, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: (e as Error).message } };
+    } finally {
+      this.inHand.delete(j.activationId);
+      await this.pool!.release(lease.container);
     }
-    if (await this.activations.finish(final, logs)) this.metrics.observe(final, j.config.runtime);
+    return this.finish(final, logs, j.config.runtime);
+  }
+
+  private async finish(final: ActivationRecord, logs: string[], runtime: string): Promise<string> {
+    if (await this.activations.finish(final, logs)) this.metrics.observe(final, runtime);
     return final.status;
+  }
+
+  /** A job BullMQ gave up on without a final record (stalled too often): end it clearly. */
+  private async abandoned(job: Job<InvocationJob> | undefined, err: Error): Promise<void> {
+    if (!job || err.name === 'DelayedError' || !/stalled/i.test(err.message)) return;
+    const j = job.data;
+    const prior = await this.activations.get(j.activationId);
+    if (prior && FINAL_STATUSES.includes(prior.status)) return;
+    await this.finish({
+      activationId: j.activationId, namespace: j.namespace, function: j.function, version: j.version, queuedAt: j.queuedAt,
+      memoryMB: j.config.memoryMB, invoker: this.id, attempt: prior?.attempt, status: 'system_error', endedAt: Date.now(),
+      error: { code: 'system_error', message: 'the invokers running this activation stopped too many times; it was not run again' },
+    }, [], j.config.runtime);
   }
 }
 

@@ -40,6 +40,7 @@ async function main() {
   invoker.start();
   const url = `http://${config.KILN_HOST}:${config.KILN_PORT}`;
   await waitForHealth(url);
+  await waitForHealth(`http://${config.KILN_HOST}:${config.KILN_INVOKER_METRICS_PORT}`);
   if (process.env.KILN_DEPLOY_EXAMPLES !== '0') await deployExamples(url, config.KILN_STATE_DIR, log);
   console.log(`kiln is running at ${url}`);
   console.log(`admin API key: ${statePaths(config.KILN_STATE_DIR).adminKey}`);
@@ -53,7 +54,7 @@ async function waitForHealth(url: string): Promise<void> {
     if (ok) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`the gateway did not become healthy at ${url}`);
+  throw new Error(`no healthy answer from ${url}/healthz`);
 }
 
 async function deployExamples(url: string, stateDir: string, log: ReturnType<typeof createLogger>): Promise<void> {

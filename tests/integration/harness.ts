@@ -148,9 +148,15 @@ export const fn = (name: string) => path.join(ROOT, 'functions', name);
 export async function eventually<T>(check: () => Promise<T | undefined | null | false>, ms = 20_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const v = await check();
+    let v: T | undefined | null | false;
+    let failure: unknown;
+    try {
+      v = await check();
+    } catch (e) {
+      failure = e; // not yet: e.g. a server still starting
+    }
     if (v) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
+    if (Date.now() > deadline) throw new Error(`condition not met in time${failure ? `: ${failure}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
