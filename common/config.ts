@@ -13,7 +13,8 @@ const schema = z.object({
   KILN_STATE_DIR: z.string().default(path.join(REPO_ROOT, '.kiln')),
   KILN_LAYERS_DIR: z.string().optional(),
   REDIS_URL: z.string().url().optional(),
-  KILN_OCI_RUNTIME: z.enum(['runc', 'crun']).default('runc'),
+  // runc, crun, or the absolute path of a binary with runc's command line.
+  KILN_OCI_RUNTIME: z.string().regex(/^(runc|crun|\/\S+)$/, 'runc, crun or an absolute path').default('runc'),
   KILN_INVOKER_METRICS_PORT: int(9101),
   KILN_INVOKER_MEMORY_MB: int(Math.floor((os.totalmem() / 2 ** 20) * 0.75)),
   KILN_INVOKER_ID: z.string().regex(/^[a-z0-9-]{1,32}$/).default('invoker0'),

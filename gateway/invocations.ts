@@ -3,10 +3,10 @@
 // wait for the final record up to the gateway's wait limit.
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { notFound } from '../common/errors';
+import { badRequest, notFound } from '../common/errors';
 import { ActivationStore } from '../common/store/activations';
 import { FunctionStore } from '../common/store/functions';
-import { ActivationRecord, InvocationJob } from '../common/types';
+import { ActivationRecord, FINAL_STATUSES, InvocationJob } from '../common/types';
 import { Admission } from './limits';
 import { ResultWaiter } from './results';
 
@@ -26,27 +26,42 @@ export class Invocations {
     private readonly attempts = 3,
   ) {}
 
-  async invoke(namespace: string, name: string, event: unknown, sync: boolean, onlyWeb = false): Promise<Accepted> {
+  /**
+   * Accepts one invocation. A caller may choose the activation id (`X-Kiln-Activation-Id`, 32
+   * hex): sending the same request again with it never runs the function twice, it answers
+   * with that activation, which is how a caller whose connection broke finds its result.
+   */
+  async invoke(namespace: string, name: string, event: unknown, sync: boolean, onlyWeb = false, chosenId?: string): Promise<Accepted> {
     const fn = await this.functions.get(namespace, name);
     if (!fn || (onlyWeb && !fn.config.web)) throw notFound(`no function '${name}' in namespace '${namespace}'`);
-    const activationId = randomBytes(16).toString('hex');
-    await this.admission.admit(namespace, activationId, fn.config.timeoutMs);
-    const queuedAt = Date.now();
-    await this.activations.create({
-      activationId, namespace, function: name, version: fn.version, status: 'queued', queuedAt, memoryMB: fn.config.memoryMB,
-    });
+    const activationId = chosenId ?? randomBytes(16).toString('hex');
+    const existing = chosenId ? await this.activations.get(chosenId) : null;
+    if (existing) {
+      if (existing.namespace !== namespace || existing.function !== name) throw badRequest('this activation id belongs to another invocation');
+      if (FINAL_STATUSES.includes(existing.status)) return { activationId, record: existing };
+    } else {
+      await this.admission.admit(namespace, activationId, fn.config.timeoutMs);
+    }
+    const queuedAt = existing?.queuedAt ?? Date.now();
     const job: InvocationJob = { activationId, namespace, function: name, version: fn.version, digest: fn.digest, config: fn.config, event, queuedAt };
     const pending = sync ? this.waiter.expect(activationId) : null;
     try {
-      await this.queue.add('invoke', job, {
+      if (!existing) {
+        await this.activations.create({
+          activationId, namespace, function: name, version: fn.version, status: 'queued', queuedAt, memoryMB: fn.config.memoryMB,
+        });
+      }
+      // The job id is the activation id: adding it again while it exists changes nothing.
+      await this.queue.add('invoke', existing ? { ...job, version: existing.version } : job, {
         jobId: activationId, removeOnComplete: true, removeOnFail: { age: 24 * 3600 },
         attempts: this.attempts, backoff: { type: 'exponential', delay: 200 },
       });
     } catch (e) {
       pending?.cancel();
-      await this.admission.release(namespace, activationId).catch(() => undefined);
+      if (!existing) await this.admission.release(namespace, activationId).catch(() => undefined);
       throw e;
     }
     return { activationId, record: pending ? await pending.wait(this.syncWaitMs) : null };
   }
+
 }

@@ -7,7 +7,7 @@ import { loadConfig, statePaths } from '../common/config';
 import { createLogger } from '../common/log';
 import { KilnClient } from '../cli/client';
 import { deployDirectory } from '../cli/commands/deploy';
-import { EmbeddedRedis, startEmbeddedRedis } from './redis';
+import { EmbeddedRedis } from './redis';
 import { Supervised } from './supervisor';
 import { REPO_ROOT } from '../common/paths';
 
@@ -19,7 +19,10 @@ async function main() {
   const log = createLogger('kiln', config.KILN_LOG_LEVEL);
   await fsp.mkdir(config.KILN_STATE_DIR, { recursive: true });
   let redis: EmbeddedRedis | undefined;
-  if (!config.REDIS_URL) redis = await startEmbeddedRedis(config.KILN_STATE_DIR);
+  if (!config.REDIS_URL) {
+    redis = new EmbeddedRedis(config.KILN_STATE_DIR, log);
+    await redis.start();
+  }
   const env = { ...process.env, KILN_STATE_DIR: config.KILN_STATE_DIR };
   const gateway = new Supervised('kiln-gateway', path.join(DIST, 'gateway', 'main.js'), env, log);
   const invoker = new Supervised('kiln-invoker', path.join(DIST, 'invoker', 'main.js'), env, log);

@@ -48,15 +48,18 @@ export interface Usage {
 export class ActivationStore {
   constructor(private readonly redis: Redis, private readonly ttlSeconds: number) {}
 
-  async create(r: ActivationRecord): Promise<void> {
+  /** Writes a new queued record; false if one with this id exists already. */
+  async create(r: ActivationRecord): Promise<boolean> {
+    const made = await this.redis.set(keys.activation(r.activationId), JSON.stringify(r), 'EX', this.ttlSeconds, 'NX');
+    if (made !== 'OK') return false;
     const t = this.redis.multi();
-    t.set(keys.activation(r.activationId), JSON.stringify(r), 'EX', this.ttlSeconds);
     for (const list of [keys.activationsByFn(r.namespace, r.function), keys.activationsByNs(r.namespace)]) {
       t.zadd(list, r.queuedAt, r.activationId);
       t.zremrangebyrank(list, 0, -KEEP_PER_LIST - 1);
       t.expire(list, this.ttlSeconds);
     }
     await t.exec();
+    return true;
   }
 
   /** Records progress (e.g. running); returns false if the record is already final. */

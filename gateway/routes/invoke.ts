@@ -1,7 +1,7 @@
 // Invoking a function: sync (wait for the result up to the wait limit) or async (202 at once).
 import Router from '@koa/router';
 import { Context } from 'koa';
-import { ErrorCode, STATUS_OF } from '../../common/errors';
+import { badRequest, ErrorCode, STATUS_OF } from '../../common/errors';
 import { namespaceOf } from '../auth';
 import { readJson } from '../body';
 import { Deps } from '../deps';
@@ -14,10 +14,18 @@ export function invokeRoutes(router: Router, d: Deps): void {
     const ns = namespaceOf(ctx);
     const event = await readJson(ctx, d.config.KILN_MAX_BODY_BYTES);
     const sync = ctx.query.async !== 'true';
-    const accepted = await d.invocations.invoke(ns, name, event, sync);
+    const accepted = await d.invocations.invoke(ns, name, event, sync, false, chosenId(ctx));
     d.metrics.accepted.inc({ namespace: ns, function: name, mode: sync ? 'sync' : 'async' });
     respond(ctx, accepted);
   });
+}
+
+/** A caller-chosen activation id (idempotency key), if any. */
+export function chosenId(ctx: Context): string | undefined {
+  const id = ctx.get('x-kiln-activation-id');
+  if (!id) return undefined;
+  if (!/^[0-9a-f]{32}$/.test(id)) throw badRequest('X-Kiln-Activation-Id must be 32 lowercase hex characters');
+  return id;
 }
 
 /** Answers with the final record's result or error, or 202 when there is none yet. */
