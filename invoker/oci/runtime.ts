@@ -18,9 +18,11 @@ export class RuncRuntime implements OciRuntime {
 
   async run(id: string, bundle: string, output: OutputTail): Promise<void> {
     // `run --detach` creates and starts in one process (one fewer exec than create + start).
+    // --no-new-keyring: a session keyring per container would count against the kernel's
+    // 200 keys per user, and every container runs as the same unprivileged host uid.
     // The container inherits runc's stdio pipes, so runc's own errors come through them too.
     const code = await new Promise<number | null>((resolve, reject) => {
-      const child = spawn(this.binary, ['--root', this.root, 'run', '--detach', '--bundle', bundle, id], {
+      const child = spawn(this.binary, ['--root', this.root, 'run', '--detach', '--no-new-keyring', '--bundle', bundle, id], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       output.follow(child.stdout!);
