@@ -46,12 +46,9 @@ export class Invocations {
     const job: InvocationJob = { activationId, namespace, function: name, version: fn.version, digest: fn.digest, config: fn.config, event, queuedAt };
     const pending = sync ? this.waiter.expect(activationId) : null;
     try {
-      if (!existing) {
-        await this.activations.create({
-          activationId, namespace, function: name, version: fn.version, status: 'queued', queuedAt, memoryMB: fn.config.memoryMB,
-        });
-      }
-      // The job id is the activation id: adding it again while it exists changes nothing.
+      // The job first: if the gateway dies between the two writes, the job still runs and the
+      // invoker writes the record. The job id is the activation id: adding it again while it
+      // exists changes nothing.
       await this.queue.add('invoke', existing ? { ...job, version: existing.version } : job, {
         jobId: activationId, removeOnComplete: true, removeOnFail: { age: 24 * 3600 },
         attempts: this.attempts, backoff: { type: 'exponential', delay: 200 },
@@ -60,6 +57,11 @@ export class Invocations {
       pending?.cancel();
       if (!existing) await this.admission.release(namespace, activationId).catch(() => undefined);
       throw e;
+    }
+    if (!existing) {
+      await this.activations.create({
+        activationId, namespace, function: name, version: fn.version, status: 'queued', queuedAt, memoryMB: fn.config.memoryMB,
+      });
     }
     return { activationId, record: pending ? await pending.wait(this.syncWaitMs) : null };
   }

@@ -187,6 +187,7 @@ export class Container {
     else if (errno === 'ENOSPC' || errno === 'EDQUOT') why = `the function filled its ${TMP_SIZE_MB} MB /tmp`;
     this.pidsHits = hits;
     if (!why) return;
+    this.healthy = false; // a full /tmp or file table would fail the next call too: replace it
     outcome.status = 'resource_limit';
     outcome.error = { code: 'resource_limit', message: `${why}: ${outcome.error?.message ?? ''}`.trim(), stack: outcome.error?.stack };
   }

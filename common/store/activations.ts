@@ -48,18 +48,20 @@ export interface Usage {
 export class ActivationStore {
   constructor(private readonly redis: Redis, private readonly ttlSeconds: number) {}
 
-  /** Writes a new queued record; false if one with this id exists already. */
+  /**
+   * Writes a new queued record and lists it; false if a record with this id exists already (an
+   * invoker that took the job first wrote it: it is listed all the same).
+   */
   async create(r: ActivationRecord): Promise<boolean> {
-    const made = await this.redis.set(keys.activation(r.activationId), JSON.stringify(r), 'EX', this.ttlSeconds, 'NX');
-    if (made !== 'OK') return false;
     const t = this.redis.multi();
+    t.set(keys.activation(r.activationId), JSON.stringify(r), 'EX', this.ttlSeconds, 'NX');
     for (const list of [keys.activationsByFn(r.namespace, r.function), keys.activationsByNs(r.namespace)]) {
       t.zadd(list, r.queuedAt, r.activationId);
       t.zremrangebyrank(list, 0, -KEEP_PER_LIST - 1);
       t.expire(list, this.ttlSeconds);
     }
-    await t.exec();
-    return true;
+    const results = await t.exec();
+    return results?.[0]?.[1] === 'OK';
   }
 
   /** Records progress (e.g. running); returns false if the record is already final. */

@@ -1,0 +1,176 @@
+// Faults under a steady load of sync and async calls. After each, every accepted invocation must
+// have exactly one final record: none lost, none doubled (docs/delivery.md).
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Redis } from 'ioredis';
+import { audit, Load, settle } from '../../faults/load';
+import { eventually, freePort, leftovers, Platform, ROOT, startPlatform } from './harness';
+
+jest.setTimeout(180_000);
+
+let workDir: string;
+beforeAll(async () => {
+  workDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-faults-'));
+  await fsp.writeFile(path.join(workDir, 'kiln.json'), JSON.stringify({ name: 'work', runtime: 'node20', handler: 'index.handler', memoryMB: 64, timeoutMs: 10_000, concurrency: 4 }));
+  await fsp.writeFile(path.join(workDir, 'index.js'), `exports.handler = async (e, ctx) => {
+  await new Promise((r) => setTimeout(r, e.ms ?? 200));
+  return { id: ctx.activationId, attempt: ctx.attempt };
+};`);
+});
+afterAll(() => fsp.rm(workDir, { recursive: true, force: true }));
+
+const titleOf = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+async function pidOf(p: Platform, title: string): Promise<number> {
+  return eventually(async () => (await p.children()).find((pid) => titleOf(pid).startsWith(title)));
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function withPlatform(env: NodeJS.ProcessEnv, body: (p: Platform, redis: Redis) => Promise<void>) {
+  const p = await startPlatform({ KILN_JOB_LOCK_MS: '2000', KILN_REDIS_APPENDFSYNC: 'always', ...env });
+  const redis = new Redis({ path: path.join(p.stateDir, 'redis', 'redis.sock'), maxRetriesPerRequest: null });
+  redis.on('error', () => undefined);
+  try {
+    expect((await p.cli(['deploy', workDir])).code).toBe(0);
+    await body(p, redis);
+  } finally {
+    redis.disconnect();
+    await p.stop();
+    expect(await leftovers(p, [])).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
+    await fsp.rm(p.stateDir, { recursive: true, force: true });
+  }
+}
+
+/** Runs the load around `fault`, then checks that nothing was lost or doubled. */
+async function underLoad(p: Platform, redis: Redis, fault: () => Promise<void>, opts: { seconds?: number; event?: unknown; syncShare?: number } = {}) {
+  const load = new Load({ url: p.url, key: p.key, fn: 'work', perSecond: 20, event: opts.event, syncShare: opts.syncShare });
+  load.start();
+  await sleep(1500);
+  await fault();
+  await sleep((opts.seconds ?? 5) * 1000);
+  await load.stop();
+  await settle(redis, load.sent, 60_000);
+  const a = await audit(redis, 'default', load.sent);
+  expect(a.accepted).toBeGreaterThan(40);
+  expect({ lost: a.unfinished, lostAfterAnswer: a.answeredButUnknown, doubled: a.doubled }).toEqual({ lost: [], lostAfterAnswer: [], doubled: [] });
+  return { audit: a, load };
+}
+
+it('kill -9 of the invoker in the middle of calls: restarted, every call ends once', async () => {
+  await withPlatform({}, async (p, redis) => {
+    const { audit: a } = await underLoad(p, redis, async () => process.kill(await pidOf(p, 'kiln-invoker'), 'SIGKILL'));
+    expect(a.completed).toBeGreaterThan(a.accepted * 0.9); // redelivered, not failed
+  });
+});
+
+it('two invokers, one killed for good: the other carries on with its work', async () => {
+  await withPlatform({}, async (p, redis) => {
+    const port = await freePort();
+    const second: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'dist', 'invoker', 'main.js')], {
+      env: { ...p.env, KILN_INVOKER_ID: `${p.invokerId}-2`, KILN_INVOKER_METRICS_PORT: String(port) }, stdio: 'ignore',
+    });
+    await eventually(async () => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok));
+    const { audit: a } = await underLoad(p, redis, async () => {
+      second.kill('SIGKILL');
+    });
+    expect(a.completed).toBe(a.accepted);
+    // The dead invoker's containers are removed by the next invoker that starts on this host.
+  });
+});
+
+it('kill -9 of the gateway while sync callers wait: their activations complete and can be fetched', async () => {
+  await withPlatform({}, async (p, redis) => {
+    const { load } = await underLoad(p, redis, async () => process.kill(await pidOf(p, 'kiln-gateway'), 'SIGKILL'), { event: { ms: 1000 }, syncShare: 1 });
+    const broken = [];
+    for (const s of load.sent.filter((x) => x.status === 'error')) if (await redis.exists(`kiln:act:${s.id}`)) broken.push(s);
+    expect(broken.length).toBeGreaterThan(0); // callers cut off mid-wait, yet accepted
+    for (const s of broken) {
+      const rec = await p.api('GET', `/v1/activations/${s.id}`);
+      expect(rec.body.status).toBe('success');
+      // Asking again with the same id answers with that activation; nothing runs twice.
+      const again = await fetch(`${p.url}/v1/functions/work/invoke`, {
+        method: 'POST', headers: { authorization: `Bearer ${p.key}`, 'x-kiln-activation-id': s.id }, body: '{}',
+      });
+      expect(again.status).toBe(200);
+      expect((await again.json()).id).toBe(s.id);
+    }
+    const a = await audit(redis, 'default', load.sent);
+    expect(a.doubled).toEqual([]);
+  });
+});
+
+it('Redis killed and restarted: 503 quickly while it is away, then nothing lost (appendfsync always)', async () => {
+  await withPlatform({}, async (p, redis) => {
+    const redisPid = (await p.children()).find((pid) => titleOf(pid).startsWith('redis-server'))!;
+    await underLoad(p, redis, async () => {
+      process.kill(redisPid, 'SIGKILL');
+      const t = Date.now();
+      const res = await p.api('POST', '/v1/functions/work/invoke', {}).catch(() => null);
+      if (res && res.status !== 200) expect(res.status).toBe(503);
+      expect(Date.now() - t).toBeLessThan(3000);
+    });
+  });
+});
+
+it('SIGTERM to the invoker: it finishes what it holds and leaves no stalled job', async () => {
+  await withPlatform({}, async (p, redis) => {
+    const { audit: a } = await underLoad(p, redis, async () => process.kill(await pidOf(p, 'kiln-invoker'), 'SIGTERM'));
+    expect(a.failedByCode).toEqual({});
+    expect(a.completed).toBe(a.accepted);
+    const counts = await redis.hgetall('bull:kiln-invocations:meta'); // the queue still exists
+    expect(counts).toBeDefined();
+    expect(await redis.zcard('bull:kiln-invocations:delayed')).toBe(0);
+    expect(await redis.llen('bull:kiln-invocations:active')).toBe(0);
+  });
+});
+
+it('an invoker event loop blocked longer than the job lock: no activation gets two final records', async () => {
+  await withPlatform({}, async (p, redis) => {
+    await underLoad(p, redis, async () => {
+      const pid = await pidOf(p, 'kiln-invoker');
+      process.kill(pid, 'SIGSTOP'); // as a blocked event loop: no lock renewal, no progress
+      await sleep(5000);
+      process.kill(pid, 'SIGCONT');
+    });
+  });
+});
+
+it('a container dying mid-run ends its call with a clear error, once, and the next call is fine', async () => {
+  await withPlatform({ KILN_PREWARM_COUNT: '0' }, async (p) => {
+    const call = p.api('POST', '/v1/functions/work/invoke', { ms: 3000 });
+    const runcRoot = path.join(p.stateDir, 'runc', p.invokerId);
+    const state = await eventually(async () => {
+      const ids = fs.existsSync(runcRoot) ? fs.readdirSync(runcRoot) : [];
+      return ids.length > 0 && JSON.parse(fs.readFileSync(path.join(runcRoot, ids[0], 'state.json'), 'utf8'));
+    });
+    await sleep(300);
+    process.kill(state.init_process_pid, 'SIGKILL');
+    const res = await call;
+    expect(res.status).toBe(502);
+    expect(res.body.error.code).toBe('function_error');
+    expect(res.body.error.message).toMatch(/exited unexpectedly/);
+    const next = await p.api('POST', '/v1/functions/work/invoke', { ms: 1 });
+    expect(next.status).toBe(200);
+  });
+});
+
+it('runc failing on create: the call is retried before the function got the event', async () => {
+  const flaky = path.join(workDir, 'flaky-runc');
+  const count = path.join(workDir, 'runc-runs');
+  await fsp.writeFile(flaky, `#!/bin/sh
+# Fails the first container create, then behaves as runc.
+for a in "$@"; do if [ "$a" = run ]; then
+  n=$(cat ${count} 2>/dev/null || echo 0); echo $((n + 1)) > ${count}
+  if [ "$n" = 0 ]; then echo "injected failure" >&2; exit 1; fi
+fi; done
+exec runc "$@"
+`, { mode: 0o755 });
+  await withPlatform({ KILN_PREWARM_COUNT: '0', KILN_OCI_RUNTIME: flaky }, async (p) => {
+    const res = await p.api('POST', '/v1/functions/work/invoke', { ms: 1 });
+    expect(res.status).toBe(200);
+    expect(res.body.attempt).toBe(1); // the function saw the event once
+    expect(Number(await fsp.readFile(count, 'utf8'))).toBe(2);
+  });
+});
