@@ -29,6 +29,7 @@ const schema = z.object({
   KILN_JOB_LOCK_MS: int(30_000),
   KILN_JOB_ATTEMPTS: int(3),
   KILN_SHUTDOWN_GRACE_MS: int(30_000),
+  KILN_PEER_SWEEP_MS: int(30_000),
   KILN_ACTIVATION_TTL_S: int(7 * 24 * 3600),
   KILN_MAX_BODY_BYTES: int(6 * 2 ** 20),
   KILN_MAX_PACKAGE_BYTES: int(50 * 2 ** 20),

@@ -33,6 +33,7 @@ export class Invoker {
   private readonly metrics: InvokerMetrics;
   private readonly invokers: InvokerStore;
   private heartbeat?: NodeJS.Timeout;
+  private peerSweep?: NodeJS.Timeout;
   private readonly inHand = new Map<string, ActivationRecord>(); // running calls, for shutdown
 
   constructor(private readonly config: Config, private readonly redis: Redis, private readonly log: Logger) {
@@ -62,8 +63,7 @@ export class Invoker {
   async start(): Promise<void> {
     this.layers = await readRuntimeLayers(this.layerStore);
     await removeLeftovers(this.owned, this.log);
-    const live = new Set((await this.invokers.live()).map((i) => i.id));
-    await removeDeadPeers(this.config.KILN_STATE_DIR, this.id, live, (id) => this.ownedBy(id), this.log);
+    await this.sweepDeadPeers();
     await traversable([this.config.KILN_STATE_DIR, path.dirname(this.owned.containersDir), this.owned.containersDir, this.config.KILN_LAYERS_DIR]);
     const env: ContainerEnv = { ...this.owned, maxLogBytes: this.config.KILN_MAX_LOG_BYTES };
     const c = this.config;
@@ -101,6 +101,8 @@ export class Invoker {
     const beat = () => void this.snapshot().then((s) => this.invokers.publish(s)).catch((err) => this.log.warn({ err }, 'heartbeat failed'));
     beat();
     this.heartbeat = setInterval(beat, SNAPSHOT_EVERY_MS);
+    this.peerSweep = setInterval(() => void this.sweepDeadPeers().catch((err) => this.log.warn({ err }, 'peer sweep failed')), this.config.KILN_PEER_SWEEP_MS);
+    this.peerSweep.unref();
     this.log.info({ invoker: this.id }, 'invoker ready');
   }
 
@@ -111,6 +113,7 @@ export class Invoker {
    */
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
+    clearInterval(this.peerSweep);
     await this.invokers.withdraw(this.id).catch(() => undefined);
     const closing = this.worker?.close() ?? Promise.resolve();
     const timer = new Promise<'late'>((r) => setTimeout(() => r('late'), this.config.KILN_SHUTDOWN_GRACE_MS).unref());
@@ -124,6 +127,11 @@ export class Invoker {
     }
     await this.pool?.shutdown();
     await removeLeftovers(this.owned, this.log);
+  }
+
+  private async sweepDeadPeers(): Promise<void> {
+    const live = new Set((await this.invokers.live()).map((i) => i.id));
+    await removeDeadPeers(this.config.KILN_STATE_DIR, this.id, live, (id) => this.ownedBy(id), this.log, this.config.KILN_PEER_SWEEP_MS);
   }
 
   /** What `kiln ps` and `kiln stats` show, and what autoscaling reads. */

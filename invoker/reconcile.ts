@@ -37,14 +37,22 @@ export async function removeLeftovers(o: Owned, log: Logger): Promise<number> {
 /**
  * Invokers sharing a state dir (several per host) each own `runc/ID`, `containers/ID` and the
  * cgroup parent `/kiln/ID`. One that starts removes those of every other id whose heartbeat is
- * gone: what crashed invokers left. `live` must come from Redis; on doubt, call nothing.
+ * gone: what crashed invokers left. `live` must come from Redis; on doubt, call nothing. Run at
+ * start and every KILN_PEER_SWEEP_MS, so a crashed invoker's containers do not outlive it long.
  */
-export async function removeDeadPeers(stateDir: string, self: string, live: ReadonlySet<string>, make: (id: string) => Owned, log: Logger): Promise<string[]> {
+export async function removeDeadPeers(stateDir: string, self: string, live: ReadonlySet<string>, make: (id: string) => Owned, log: Logger, quietMs: number): Promise<string[]> {
   const ids = new Set<string>();
   for (const sub of ['runc', 'containers']) {
     for (const d of await fsp.readdir(path.join(stateDir, sub)).catch(() => [] as string[])) ids.add(d);
   }
-  const dead = [...ids].filter((id) => id !== self && !live.has(id) && /^[a-z0-9-]{1,32}$/.test(id));
+  // An invoker just starting has folders but no heartbeat yet: only folders untouched for
+  // `quietMs` belong to a dead one.
+  const quiet = async (id: string) => {
+    const st = await fsp.stat(path.join(stateDir, 'containers', id)).catch(() => null);
+    return !st || Date.now() - st.mtimeMs > quietMs;
+  };
+  const dead: string[] = [];
+  for (const id of ids) if (id !== self && !live.has(id) && /^[a-z0-9-]{1,32}$/.test(id) && (await quiet(id))) dead.push(id);
   for (const id of dead) {
     const owned = make(id);
     await removeLeftovers(owned, log);

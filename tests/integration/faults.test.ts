@@ -28,8 +28,8 @@ async function pidOf(p: Platform, title: string): Promise<number> {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function withPlatform(env: NodeJS.ProcessEnv, body: (p: Platform, redis: Redis) => Promise<void>) {
-  const p = await startPlatform({ KILN_JOB_LOCK_MS: '2000', KILN_REDIS_APPENDFSYNC: 'always', ...env });
+async function withPlatform(env: NodeJS.ProcessEnv, body: (p: Platform, redis: Redis) => Promise<void>, more: NodeJS.ProcessEnv = {}) {
+  const p = await startPlatform({ KILN_JOB_LOCK_MS: '2000', KILN_REDIS_APPENDFSYNC: 'always', ...env, ...more });
   const redis = new Redis({ path: path.join(p.stateDir, 'redis', 'redis.sock'), maxRetriesPerRequest: null });
   redis.on('error', () => undefined);
   try {
@@ -76,8 +76,9 @@ it('two invokers, one killed for good: the other carries on with its work', asyn
       second.kill('SIGKILL');
     });
     expect(a.completed).toBe(a.accepted);
-    // The dead invoker's containers are removed by the next invoker that starts on this host.
-  });
+    // The live invoker removes what the dead one left once its heartbeat is gone.
+    await eventually(async () => !fs.existsSync(path.join(p.stateDir, 'containers', `${p.invokerId}-2`)), 40_000);
+  }, { KILN_PEER_SWEEP_MS: '2000' });
 });
 
 it('kill -9 of the gateway while sync callers wait: their activations complete and can be fetched', async () => {

@@ -102,7 +102,7 @@ describe('an external Redis', () => {
 
 describe('several invokers sharing a state dir', () => {
   it('removes what a dead invoker left, once its heartbeat is gone, and nothing of live ones', async () => {
-    const p = await startPlatform({ KILN_PREWARM_COUNT: '0' });
+    const p = await startPlatform({ KILN_PREWARM_COUNT: '0', KILN_PEER_SWEEP_MS: '1000' });
     const others: number[] = [];
     let peer: ReturnType<typeof spawn> | undefined;
     try {
