@@ -1,6 +1,7 @@
 // The Redis key layout, in one place.
 export const QUEUE_NAME = 'kiln-invocations';
 export const DONE_CHANNEL = 'kiln:done';
+export const DEPLOYED_CHANNEL = 'kiln:deployed'; // digests of new code, for invokers to fetch ahead
 
 export const keys = {
   apiKeys: 'kiln:apikeys', // hash: sha256(key) -> JSON {namespace, admin}

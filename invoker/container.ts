@@ -142,8 +142,7 @@ export class Container {
     this.lastUsed = Date.now();
     const spec = this.spec!;
     const solo = spec.config.concurrency === 1; // per-call peaks are only exact when alone
-    const cpuBefore = await this.cgroup.cpuUsageNs();
-    if (solo) await this.cgroup.resetPeakMemory();
+    const [cpuBefore] = await Promise.all([this.cgroup.cpuUsageNs(), solo ? this.cgroup.resetPeakMemory() : undefined]);
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), timeoutMs);
     const started = performance.now();
@@ -164,13 +163,15 @@ export class Container {
       clearTimeout(timer);
       this.lastUsed = Date.now();
     }
-    const cpuAfter = await this.cgroup.cpuUsageNs();
+    const [cpuAfter, peak, processes] = await Promise.all([
+      this.cgroup.cpuUsageNs(), solo ? this.cgroup.peakMemoryBytes() : null, this.healthy ? this.cgroup.processCount() : 0,
+    ]);
     if (cpuBefore !== null && cpuAfter !== null) outcome.cpuMs = (cpuAfter - cpuBefore) / 1e6;
-    if (solo) outcome.peakMemoryBytes = (await this.cgroup.peakMemoryBytes()) ?? undefined;
+    if (peak !== null) outcome.peakMemoryBytes = peak;
     if (outcome.status === 'function_error' || outcome.status === 'timeout') await this.blameLimits(outcome);
     // Anything still running besides the runtime (a daemon left behind) or a flood of output
     // means the next call would not start clean: this container is replaced.
-    if (this.output.flooded || (this.healthy && (await this.cgroup.processCount()) > 1)) {
+    if (this.output.flooded || (this.healthy && processes > 1)) {
       this.healthy = false;
       outcome.logs.push(`${new Date().toISOString()} stderr: [kiln] ${this.output.flooded ? 'the container wrote too much output' : 'a process was left running after the call'}; the container is replaced`);
     }

@@ -8,7 +8,7 @@ import * as client from 'prom-client';
 import { Config, statePaths } from '../common/config';
 import { Logger } from '../common/log';
 import { bullConnection } from '../common/redis';
-import { QUEUE_NAME } from '../common/redis-keys';
+import { DEPLOYED_CHANNEL, QUEUE_NAME } from '../common/redis-keys';
 import { ActivationStore } from '../common/store/activations';
 import { FunctionStore } from '../common/store/functions';
 import { ContainerInfo, InvokerSnapshot, InvokerStore, SNAPSHOT_EVERY_MS } from '../common/store/invokers';
@@ -34,6 +34,8 @@ export class Invoker {
   private readonly invokers: InvokerStore;
   private heartbeat?: NodeJS.Timeout;
   private peerSweep?: NodeJS.Timeout;
+  private deploys?: Redis; // subscribed to DEPLOYED_CHANNEL
+  private readonly fetching = new Map<string, Promise<string>>(); // code layers being fetched
   private readonly inHand = new Map<string, ActivationRecord>(); // running calls, for shutdown
 
   constructor(private readonly config: Config, private readonly redis: Redis, private readonly log: Logger) {
@@ -98,6 +100,10 @@ export class Invoker {
     this.worker.on('error', (err) => this.log.error({ err }, 'queue worker error'));
     this.worker.on('failed', (job, err) => void this.abandoned(job, err).catch((e) => this.log.error({ err: e }, 'cannot end an abandoned job')));
     await this.worker.waitUntilReady();
+    // Fetch and unpack newly deployed code ahead of its first call, off the call's path.
+    this.deploys = this.redis.duplicate();
+    this.deploys.on('message', (_c: string, digest: string) => void this.functionLayer(digest).catch((err) => this.log.warn({ err, digest }, 'prefetch failed')));
+    await this.deploys.subscribe(DEPLOYED_CHANNEL);
     const beat = () => void this.snapshot().then((s) => this.invokers.publish(s)).catch((err) => this.log.warn({ err }, 'heartbeat failed'));
     beat();
     this.heartbeat = setInterval(beat, SNAPSHOT_EVERY_MS);
@@ -112,6 +118,7 @@ export class Invoker {
    * Then it removes every container, mount and cgroup it made.
    */
   async stop(): Promise<void> {
+    this.deploys?.disconnect();
     clearInterval(this.heartbeat);
     clearInterval(this.peerSweep);
     await this.invokers.withdraw(this.id).catch(() => undefined);
@@ -160,14 +167,22 @@ export class Invoker {
     return [this.layerStore.rootPath(this.layers.runtimes[runtime]), this.layerStore.rootPath(this.layers.base)];
   }
 
-  private async functionLayer(digest: string): Promise<string> {
-    if (!(await this.layerStore.has(digest))) {
-      const code = await this.functions.code(digest);
-      if (!code) throw new Error(`code package ${digest} is missing from the store`);
-      await this.layerStore.addBuffer(digest, code);
-      await this.layerStore.unpack(digest, 'function');
+  /** The function's code layer on this host: fetched from Redis and unpacked once. */
+  private functionLayer(digest: string): Promise<string> {
+    let p = this.fetching.get(digest);
+    if (!p) {
+      p = (async () => {
+        if (!(await this.layerStore.has(digest))) {
+          const code = await this.functions.code(digest);
+          if (!code) throw new Error(`code package ${digest} is missing from the store`);
+          await this.layerStore.addBuffer(digest, code);
+          await this.layerStore.unpack(digest, 'function');
+        }
+        return this.layerStore.rootPath(digest);
+      })().finally(() => this.fetching.delete(digest));
+      this.fetching.set(digest, p);
     }
-    return this.layerStore.rootPath(digest);
+    return p;
   }
 
   /**
@@ -177,12 +192,9 @@ export class Invoker {
    */
   private async process(job: Job<InvocationJob>, token?: string): Promise<string> {
     const j = job.data;
-    const prior = await this.activations.get(j.activationId);
-    if (prior && FINAL_STATUSES.includes(prior.status)) return 'duplicate';
-    const attempt = prior?.status === 'running' ? (prior.attempt ?? 1) + 1 : 1;
     const base: ActivationRecord = {
       activationId: j.activationId, namespace: j.namespace, function: j.function, version: j.version,
-      status: 'running', queuedAt: j.queuedAt, memoryMB: j.config.memoryMB, invoker: this.id, attempt,
+      status: 'running', queuedAt: j.queuedAt, memoryMB: j.config.memoryMB, invoker: this.id,
     };
     let lease: Lease<Container>;
     try {
@@ -200,13 +212,17 @@ export class Invoker {
       // Nothing reached the function yet: BullMQ retries, with backoff, while attempts remain.
       this.log.warn({ err: e, activationId: j.activationId, attempt: job.attemptsMade + 1 }, 'could not get a container');
       if (job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw e;
-      return this.finish({ ...base, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: (e as Error).message } }, [], j.config.runtime);
+      const prior = await this.activations.get(j.activationId);
+      return this.finish({ ...base, attempt: prior?.attempt ?? 1, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: (e as Error).message } }, [], j.config.runtime);
     }
     let final: ActivationRecord;
     let logs: string[] = [];
     try {
       const startedAt = Date.now();
-      if (!(await this.activations.update({ ...base, startedAt }))) return 'duplicate';
+      // One round trip: a job whose activation is already final was done before, never rerun.
+      const attempt = await this.activations.begin({ ...base, startedAt });
+      if (attempt === 0) return 'duplicate';
+      base.attempt = attempt;
       this.inHand.set(j.activationId, { ...base, startedAt });
       const context = {
         activationId: j.activationId, functionName: j.function, version: j.version, namespace: j.namespace,

@@ -25,17 +25,24 @@ redis.call('ZREM', KEYS[4], cjson.decode(ARGV[1])['activationId'])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 return 1`;
 
-// KEYS: record. ARGV: record json, ttl, final statuses. Updates only a record not yet final.
-const UPDATE = `
+
+// KEYS: record. ARGV: running record json (without attempt), ttl, final statuses.
+// Marks an activation running unless it is final; returns its attempt number (1, or more when
+// an earlier delivery had got as far as running), or 0 when it is already final.
+const BEGIN = `
+local attempt = 1
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  local status = cjson.decode(cur)['status']
+  local r = cjson.decode(cur)
   for s in string.gmatch(ARGV[3], '[^,]+') do
-    if s == status then return 0 end
+    if s == r['status'] then return 0 end
   end
+  if r['status'] == 'running' then attempt = (tonumber(r['attempt']) or 1) + 1 end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1`;
+local rec = cjson.decode(ARGV[1])
+rec['attempt'] = attempt
+redis.call('SET', KEYS[1], cjson.encode(rec), 'EX', ARGV[2])
+return attempt`;
 
 export interface Usage {
   namespace: string;
@@ -64,11 +71,11 @@ export class ActivationStore {
     return results?.[0]?.[1] === 'OK';
   }
 
-  /** Records progress (e.g. running); returns false if the record is already final. */
-  async update(r: ActivationRecord): Promise<boolean> {
-    const n = await this.redis.eval(UPDATE, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','));
-    return n === 1;
+  /** Marks a call as running; returns its attempt number, or 0 if the record is already final. */
+  async begin(r: ActivationRecord): Promise<number> {
+    return (await this.redis.eval(BEGIN, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','))) as number;
   }
+
 
   /** Writes the final record and its logs once; returns false if it was already final. */
   async finish(r: ActivationRecord, logs: string[]): Promise<boolean> {

@@ -1,7 +1,7 @@
 // The function registry: one record per namespace/name with its version history, and the code
 // packages themselves as content-addressed blobs, so any invoker on any host can fetch them.
 import { Redis } from 'ioredis';
-import { keys } from '../redis-keys';
+import { DEPLOYED_CHANNEL, keys } from '../redis-keys';
 import { FunctionRecord, Manifest } from '../types';
 
 const KEEP_VERSIONS = 20;
@@ -49,7 +49,10 @@ export class FunctionStore {
         versions: [...(cur?.versions ?? []), { version, digest, deployedAt: now }].slice(-KEEP_VERSIONS),
       };
       const ok = await this.redis.multi().set(key, JSON.stringify(next)).sadd(keys.fnIndex(namespace), config.name).exec();
-      if (ok) return next;
+      if (ok) {
+        await this.redis.publish(DEPLOYED_CHANNEL, digest);
+        return next;
+      }
     }
   }
 

@@ -149,6 +149,9 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     if (!container.healthy || (e.retiring && e.inFlight === 0)) await this.remove(e);
     else if (e.inFlight === 0) this.move(e, 'ready');
     this.notifyRoom();
+    // A stem cell used by this call is replaced now, not while the call ran: on a small host
+    // starting it would have competed with the call for the CPU.
+    this.replenish();
   }
 
   async shutdown(): Promise<void> {
@@ -202,9 +205,8 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     } catch (err) {
       this.o.log.warn({ err, container: e.id }, 'specialising a prewarmed container failed');
       await this.remove(e);
-      return null;
-    } finally {
       this.replenish();
+      return null;
     }
   }
 
