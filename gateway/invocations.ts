@@ -58,12 +58,13 @@ export class Invocations {
       if (!existing) await this.admission.release(namespace, activationId).catch(() => undefined);
       throw e;
     }
-    if (!existing) {
-      await this.activations.create({
-        activationId, namespace, function: name, version: fn.version, status: 'queued', queuedAt, memoryMB: fn.config.memoryMB,
-      });
-    }
-    return { activationId, record: pending ? await pending.wait(this.syncWaitMs) : null };
+    // Written while the call runs: the record exists by the time the caller hears back.
+    const created = existing ? Promise.resolve(false) : this.activations.create({
+      activationId, namespace, function: name, version: fn.version, status: 'queued', queuedAt, memoryMB: fn.config.memoryMB,
+    });
+    const record = pending ? await pending.wait(this.syncWaitMs) : null;
+    await created;
+    return { activationId, record };
   }
 
 }
