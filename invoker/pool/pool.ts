@@ -96,19 +96,22 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
       for (let i = have; i < count; i++) {
         if (this.closed || evictionsFor(this.slots(), memoryMB, this.o.capacityMB)?.length !== 0) return; // never evict for a stem
         const e = this.add(null, runtime, memoryMB);
-        const started = this.factory.stem(runtime, memoryMB).then(
-          async (c) => {
+        const started = (async () => {
+          try {
+            const c = await this.factory.stem(runtime, memoryMB);
             e.container = c;
-            if (e.state !== 'starting') return c.destroy(); // removed while it started
+            if (e.state !== 'starting') return await c.destroy(); // removed while it started
             e.op = c.freeze().then((ms) => this.o.onFreeze?.(ms));
             await e.op;
             if (e.state === 'starting') this.move(e, 'prewarm');
-          },
-          (err) => {
+          } catch (err) {
+            // Failed to start or to freeze: never leave it counted as starting.
             this.o.log.error({ err, runtime }, 'prewarm container failed to start');
-            return this.remove(e);
-          },
-        ).catch((err) => this.o.log.error({ err, runtime }, 'prewarm container could not be removed'));
+            if (e.container) e.container.healthy = false;
+            e.op = Promise.resolve();
+            await this.remove(e);
+          }
+        })().catch((err) => this.o.log.error({ err, runtime }, 'prewarm container could not be removed'));
         this.starting.add(started);
         void started.finally(() => this.starting.delete(started));
       }
