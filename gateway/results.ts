@@ -16,7 +16,25 @@ export class ResultWaiter {
   }
 
   async start(): Promise<void> {
+    this.subscriber.on('error', () => undefined); // it reconnects on its own
     await this.subscriber.subscribe(DONE_CHANNEL);
+    // Results published while the subscriber was reconnecting were missed: read them instead.
+    this.subscriber.on('ready', () => void this.recheck().catch(() => undefined));
+  }
+
+  private async recheck(): Promise<void> {
+    // The other connection may come back a moment later than this one: try for a few seconds.
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        for (const id of [...this.waiting.keys()]) {
+          const r = await this.activations.get(id);
+          if (r && FINAL_STATUSES.includes(r.status)) this.waiting.get(id)?.(r);
+        }
+        return;
+      } catch {
+        await new Promise((res) => setTimeout(res, 250));
+      }
+    }
   }
 
   /** Registers interest before the job is queued, so a fast result is never missed. */

@@ -10,6 +10,7 @@ async function main() {
   const config = loadConfig();
   const log = createLogger('kiln-invoker', config.KILN_LOG_LEVEL);
   const redis = connect(config);
+  redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error')); // it reconnects
   const invoker = new Invoker(config, redis, log);
   await invoker.start();
   const server = http.createServer(async (req, res) => {

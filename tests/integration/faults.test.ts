@@ -38,8 +38,10 @@ async function withPlatform(env: NodeJS.ProcessEnv, body: (p: Platform, redis: R
   } finally {
     redis.disconnect();
     await p.stop();
-    expect(await leftovers(p, [])).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
-    await fsp.rm(p.stateDir, { recursive: true, force: true });
+    const left = await leftovers(p, []);
+    left.mounts = left.mounts.filter((m) => !m.startsWith('kiln-test-')); // the test's own small disk
+    expect(left).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
+    if (!env.KILN_STATE_DIR) await fsp.rm(p.stateDir, { recursive: true, force: true });
   }
 }
 
@@ -174,4 +176,33 @@ exec runc "$@"
     expect(res.body.attempt).toBe(1); // the function saw the event once
     expect(Number(await fsp.readFile(count, 'utf8'))).toBe(2);
   });
+});
+
+it("the state dir's disk full: calls end as system_error after their retries, nothing is lost, and calls run again once there is room", async () => {
+  const stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-it-full-'));
+  const invokerId = `full-${path.basename(stateDir).slice(-6).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
+  // The invoker removes every mount under its own folder at start: the small disk is its parent.
+  const containers = path.join(stateDir, 'containers');
+  await fsp.mkdir(containers, { recursive: true });
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'kiln-test-full', containers]);
+  try {
+    await withPlatform({ KILN_PREWARM_COUNT: '0', KILN_STATE_DIR: stateDir, KILN_INVOKER_ID: invokerId, KILN_JOB_ATTEMPTS: '2' }, async (p, redis) => {
+      const filler = path.join(containers, '.filler');
+      await fsp.writeFile(filler, Buffer.alloc(1024 * 1024)).catch(() => undefined); // ENOSPC once full
+      const res = await p.api('POST', '/v1/functions/work/invoke', { ms: 1 });
+      expect(res.status).toBe(500);
+      expect(res.body.error.code).toBe('system_error');
+      expect(res.body.error.message).toMatch(/ENOSPC|no space/i);
+      const rec = await p.api('GET', `/v1/activations/${res.headers.get('x-kiln-activation-id')}`);
+      expect(rec.body.status).toBe('system_error');
+      expect(await redis.zcard('bull:kiln-invocations:delayed')).toBe(0);
+      await fsp.rm(filler);
+      const ok = await p.api('POST', '/v1/functions/work/invoke', { ms: 1 });
+      expect(ok.status).toBe(200);
+    });
+  } finally {
+    execFileSync('umount', [containers]);
+    await fsp.rm(stateDir, { recursive: true, force: true });
+  }
 });

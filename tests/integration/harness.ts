@@ -42,9 +42,9 @@ export async function freePort(): Promise<number> {
 }
 
 export async function startPlatform(extraEnv: NodeJS.ProcessEnv = {}): Promise<Platform> {
-  const stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-it-'));
+  const stateDir = extraEnv.KILN_STATE_DIR ?? (await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-it-')));
   const port = await freePort();
-  const invokerId = `it-${path.basename(stateDir).slice(-6).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
+  const invokerId = extraEnv.KILN_INVOKER_ID ?? `it-${path.basename(stateDir).slice(-6).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     KILN_STATE_DIR: stateDir,

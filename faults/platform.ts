@@ -1,0 +1,485 @@
+// A real kiln for the chaos run: `node dist/platform/main.js` (embedded redis-server, gateway,
+// invoker) in a temporary state dir on free ports, the same way the integration tests' harness
+// starts it; plus what the chaos run needs around it: the host's process table (to find the
+// platform's processes by title and to see that none outlives it), the containers on disk, and
+// the check that nothing of this platform is left on the machine once it stopped.
+import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { REPO_ROOT } from '../common/paths';
+
+const CG_ROOT = '/sys/fs/cgroup';
+const OUTPUT_CAP = 4 * 2 ** 20;
+
+export const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+/** Resolves to `p`'s value, or to `fallback` after `ms`. */
+export function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((r) => (t = setTimeout(() => r(fallback), ms)))]).finally(() => clearTimeout(t));
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** Runs a command with a time bound; never throws. */
+export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 2 ** 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr || (err && !stdout ? err.message : '')) });
+    });
+  });
+}
+
+// ---- processes ------------------------------------------------------------------------------
+
+export interface Proc {
+  pid: number;
+  ppid: number;
+  start: number; // start time in clock ticks since boot: with pid, names one process for good
+  state: string; // R, S, T (stopped), Z ...
+  cmdline: string; // NUL-separated, as in /proc
+}
+
+function parseStat(pid: number, stat: string): Omit<Proc, 'cmdline'> {
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { pid, state: rest[0], ppid: Number(rest[1]), start: Number(rest[19]) };
+}
+
+export function readProc(pid: number): Proc | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return { ...parseStat(pid, stat), cmdline };
+  } catch {
+    return null; // gone meanwhile
+  }
+}
+
+export function processTable(): Proc[] {
+  const out: Proc[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const p = readProc(Number(name));
+    if (p) out.push(p);
+  }
+  return out;
+}
+
+/** Every descendant of `root` (not `root` itself). */
+export function descendants(root: number, table = processTable()): Proc[] {
+  const byParent = new Map<number, Proc[]>();
+  for (const p of table) byParent.set(p.ppid, [...(byParent.get(p.ppid) ?? []), p]);
+  const out: Proc[] = [];
+  const queue = [root];
+  for (let i = 0; i < queue.length && i < 100_000; i++) {
+    for (const c of byParent.get(queue[i]) ?? []) {
+      out.push(c);
+      queue.push(c.pid);
+    }
+  }
+  return out;
+}
+
+/** Whether the process named by pid and start time is still there (and not a zombie). */
+export function alive(p: { pid: number; start: number }): boolean {
+  const now = readProc(p.pid);
+  return !!now && now.start === p.start && now.state !== 'Z';
+}
+
+/**
+ * Whether the process is in a frozen cgroup (kiln freezes idle containers with the cgroup
+ * freezer: v1 freezer.state, v2 cgroup.freeze). null when it cannot tell.
+ */
+export function frozen(pid: number): boolean | null {
+  let cg = '';
+  try {
+    cg = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  } catch {
+    return null;
+  }
+  const v1 = cg.split('\n').find((l) => /^\d+:([^:]*,)?freezer(,[^:]*)?:/.test(l));
+  try {
+    if (v1) return fs.readFileSync(path.join(CG_ROOT, 'freezer', v1.slice(v1.indexOf(':', v1.indexOf(':') + 1) + 1), 'freezer.state'), 'utf8').trim() !== 'THAWED';
+    const v2 = cg.split('\n').find((l) => l.startsWith('0::'));
+    if (v2) return fs.readFileSync(path.join(CG_ROOT, v2.slice(3), 'cgroup.freeze'), 'utf8').trim() === '1';
+  } catch {
+    /* gone, or no freezer */
+  }
+  return null;
+}
+
+// ---- the platform ---------------------------------------------------------------------------
+
+export interface PlatformOptions {
+  env?: Record<string, string>;
+  startTimeoutMs?: number;
+}
+
+export class Platform {
+  readonly stateDir: string;
+  readonly invokerId: string;
+  readonly env: NodeJS.ProcessEnv;
+  url = '';
+  key = '';
+  child?: ChildProcess;
+  private out = '';
+  /** Every process seen belonging to this platform (pid + start time), for the final check. */
+  readonly seen = new Map<string, Proc>();
+
+  private constructor(stateDir: string, invokerId: string, env: NodeJS.ProcessEnv) {
+    this.stateDir = stateDir;
+    this.invokerId = invokerId;
+    this.env = env;
+  }
+
+  /** Makes the state dir and picks ports; start() runs it. */
+  static async create(o: PlatformOptions = {}): Promise<Platform> {
+    const stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-chaos-'));
+    const invokerId = `ch-${randomBytes(4).toString('hex')}`;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      KILN_STATE_DIR: stateDir,
+      KILN_LAYERS_DIR: path.join(REPO_ROOT, '.kiln', 'layers'),
+      KILN_HOST: '127.0.0.1',
+      KILN_PORT: String(await freePort()),
+      KILN_INVOKER_METRICS_PORT: String(await freePort()),
+      KILN_INVOKER_ID: invokerId,
+      KILN_DEPLOY_EXAMPLES: '0',
+      KILN_LOG_LEVEL: 'warn',
+      ...(o.env ?? {}),
+    };
+    delete env.REDIS_URL; // always the embedded redis-server, inside the state dir
+    delete env.KILN_URL;
+    delete env.KILN_API_KEY;
+    return new Platform(stateDir, invokerId, env);
+  }
+
+  get redisSocket(): string {
+    return path.join(this.stateDir, 'redis', 'redis.sock');
+  }
+
+  /** What the platform printed (warnings and errors: KILN_LOG_LEVEL=warn), the last 4 MiB. */
+  get output(): string {
+    return this.out;
+  }
+
+  append(s: string): void {
+    this.out += s;
+    if (this.out.length > OUTPUT_CAP) this.out = this.out.slice(-OUTPUT_CAP / 2);
+  }
+
+  async start(signal?: AbortSignal, timeoutMs = 60_000): Promise<void> {
+    // Its own process group: a Ctrl-C in the terminal reaches the chaos run only, which then
+    // stops the platform in order (SIGTERM) instead of every process getting SIGINT at once.
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'platform', 'main.js')], {
+      env: this.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+    });
+    this.child = child;
+    child.stdout!.on('data', (d) => this.append(String(d)));
+    child.stderr!.on('data', (d) => this.append(String(d)));
+    await new Promise<void>((resolve, reject) => {
+      const fail = (why: string) => {
+        cleanup();
+        reject(new Error(`${why}\n${this.out.slice(-4000)}`));
+      };
+      const timer = setTimeout(() => fail(`kiln did not start within ${timeoutMs / 1000} s`), timeoutMs);
+      const check = () => {
+        if (this.out.includes('kiln is running')) {
+          cleanup();
+          resolve();
+        }
+      };
+      const exited = (code: number | null, sig: string | null) => fail(`kiln exited (${code ?? sig}) while starting`);
+      const aborted = () => fail('interrupted while kiln was starting');
+      const cleanup = () => {
+        clearTimeout(timer);
+        child.stdout!.off('data', check);
+        child.off('exit', exited);
+        signal?.removeEventListener('abort', aborted);
+      };
+      child.stdout!.on('data', check);
+      child.once('exit', exited);
+      signal?.addEventListener('abort', aborted, { once: true });
+    });
+    this.url = `http://127.0.0.1:${this.env.KILN_PORT}`;
+    this.key = (await fsp.readFile(path.join(this.stateDir, 'admin-key'), 'utf8')).trim();
+    this.track();
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Notes the platform's current processes (and `extra` roots' descendants). */
+  track(extraRoots: number[] = []): void {
+    const table = processTable();
+    const roots = [...(this.child?.pid ? [this.child.pid] : []), ...extraRoots];
+    for (const r of roots) {
+      const self = table.find((p) => p.pid === r);
+      if (self) this.seen.set(`${self.pid}:${self.start}`, self);
+      for (const p of descendants(r, table)) this.seen.set(`${p.pid}:${p.start}`, p);
+    }
+    for (const c of this.containers()) {
+      const p = table.find((x) => x.pid === c.pid);
+      if (p) this.seen.set(`${p.pid}:${p.start}`, p);
+    }
+  }
+
+  /**
+   * The platform's direct child whose title (process.title, or the program for redis-server)
+   * starts with `title`: kiln-invoker, kiln-gateway, redis-server. A child restarted a moment ago
+   * may still carry node's command line, so the script name counts too.
+   */
+  childByTitle(title: 'kiln-invoker' | 'kiln-gateway' | 'redis-server'): Proc | undefined {
+    if (!this.child?.pid) return undefined;
+    const script = { 'kiln-invoker': 'dist/invoker/main.js', 'kiln-gateway': 'dist/gateway/main.js', 'redis-server': '\0' }[title];
+    const kids = processTable().filter((p) => p.ppid === this.child!.pid);
+    const hit = kids.find((p) => p.cmdline.startsWith(title) || path.basename(p.cmdline.split('\0')[0]) === title) ?? kids.find((p) => title !== 'redis-server' && p.cmdline.includes(script));
+    if (hit) this.seen.set(`${hit.pid}:${hit.start}`, hit);
+    return hit;
+  }
+
+  /** Waits (bounded) until such a child exists, e.g. while the supervisor restarts it. */
+  async waitForChild(title: 'kiln-invoker' | 'kiln-gateway' | 'redis-server', ms: number, signal?: AbortSignal): Promise<Proc | undefined> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const p = this.childByTitle(title);
+      if (p || Date.now() > deadline || signal?.aborted) return p;
+      await sleep(100, signal);
+    }
+  }
+
+  /** Every invoker id with a runc root or bundle folder in the state dir. */
+  invokerIds(): string[] {
+    const ids = new Set<string>([this.invokerId]);
+    for (const sub of ['runc', 'containers']) {
+      try {
+        for (const d of fs.readdirSync(path.join(this.stateDir, sub))) ids.add(d);
+      } catch {
+        /* not made yet */
+      }
+    }
+    return [...ids];
+  }
+
+  /** Containers as runc's state files describe them, under every runc root of the state dir. */
+  containers(): { invoker: string; id: string; pid: number; stateFile: string }[] {
+    const out: { invoker: string; id: string; pid: number; stateFile: string }[] = [];
+    const runcDir = path.join(this.stateDir, 'runc');
+    let roots: string[] = [];
+    try {
+      roots = fs.readdirSync(runcDir);
+    } catch {
+      return out;
+    }
+    for (const inv of roots) {
+      let ids: string[] = [];
+      try {
+        ids = fs.readdirSync(path.join(runcDir, inv));
+      } catch {
+        continue;
+      }
+      for (const id of ids) {
+        const stateFile = path.join(runcDir, inv, id, 'state.json');
+        try {
+          const st = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { init_process_pid?: number };
+          if (st.init_process_pid) out.push({ invoker: inv, id, pid: st.init_process_pid, stateFile });
+        } catch {
+          /* being created or removed */
+        }
+      }
+    }
+    return out;
+  }
+
+  /** SIGTERM and wait, up to `ms`; then SIGKILL. Resolves to whether it stopped by itself. */
+  async stop(ms = 90_000, force?: AbortSignal): Promise<boolean> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return true;
+    this.track();
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    c.kill('SIGTERM');
+    const forced = new Promise<void>((r) => (force?.aborted ? r() : force?.addEventListener('abort', () => r(), { once: true })));
+    const by = await Promise.race([exited.then(() => 'self' as const), forced.then(() => 'forced' as const), sleep(ms).then(() => 'late' as const)]);
+    if (by === 'self') return true;
+    c.kill('SIGKILL');
+    await within(exited, 5_000, undefined);
+    return false;
+  }
+}
+
+// ---- what is left --------------------------------------------------------------------------
+
+export interface Leftovers {
+  containers: string[]; // runc root/id
+  mounts: string[];
+  cgroups: string[];
+  processes: string[]; // "pid cmdline"
+}
+
+export function isClean(l: Leftovers): boolean {
+  return l.containers.length + l.mounts.length + l.cgroups.length + l.processes.length === 0;
+}
+
+function cgroupDirs(ids: string[]): string[] {
+  const out: string[] = [];
+  let hierarchies: string[] = [];
+  try {
+    hierarchies = fs.readdirSync(CG_ROOT);
+  } catch {
+    return out;
+  }
+  for (const id of ids) {
+    // v1 (and hybrid): /sys/fs/cgroup/<hierarchy>/kiln/<id>; v2: /sys/fs/cgroup/kiln/<id>.
+    for (const h of hierarchies) {
+      const d = path.join(CG_ROOT, h, 'kiln', id);
+      if (fs.existsSync(d)) out.push(d);
+    }
+    const v2 = path.join(CG_ROOT, 'kiln', id);
+    if (fs.existsSync(v2) && !out.includes(v2)) out.push(v2);
+  }
+  return out;
+}
+
+function mountsUnder(dir: string): string[] {
+  let text = '';
+  try {
+    text = fs.readFileSync('/proc/self/mounts', 'utf8');
+  } catch {
+    return [];
+  }
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+  return text.split('\n').filter(Boolean).map((l) => unescape(l.split(' ')[1] ?? '')).filter((m) => m === dir || m.startsWith(dir + '/'));
+}
+
+/** Processes of this platform still on the machine: ones it was seen with, and any whose
+ * command line names the state dir, whose environment has it as KILN_STATE_DIR, or whose
+ * cgroup is under one of its invokers' cgroup parents. */
+function ownProcesses(p: Platform, ids: string[]): Proc[] {
+  const found = new Map<string, Proc>();
+  for (const s of p.seen.values()) if (s.pid !== process.pid && alive(s)) found.set(`${s.pid}:${s.start}`, s);
+  const envMark = `KILN_STATE_DIR=${p.stateDir}\0`;
+  for (const proc of processTable()) {
+    if (proc.pid === process.pid || proc.state === 'Z') continue;
+    let ours = proc.cmdline.includes(p.stateDir);
+    if (!ours) {
+      try {
+        ours = (fs.readFileSync(`/proc/${proc.pid}/environ`, 'utf8') + '\0').includes(envMark);
+      } catch {
+        /* gone, or a kernel thread */
+      }
+    }
+    if (!ours) {
+      try {
+        const cg = fs.readFileSync(`/proc/${proc.pid}/cgroup`, 'utf8');
+        ours = ids.some((id) => cg.includes(`/kiln/${id}/`) || cg.includes(`/kiln/${id}\n`));
+      } catch {
+        /* gone */
+      }
+    }
+    if (ours) found.set(`${proc.pid}:${proc.start}`, proc);
+  }
+  return [...found.values()];
+}
+
+const describe = (p: Proc) => `${p.pid} ${p.cmdline.split('\0').filter(Boolean).join(' ').slice(0, 160)}`;
+
+export async function leftovers(p: Platform, runtime = 'runc'): Promise<Leftovers> {
+  const ids = p.invokerIds();
+  const containers: string[] = [];
+  for (const id of ids) {
+    const root = path.join(p.stateDir, 'runc', id);
+    if (!fs.existsSync(root)) continue;
+    const r = await run(runtime, ['--root', root, 'list', '-q']);
+    if (r.code !== 0) containers.push(`${root}: runc list failed: ${r.stderr.trim().slice(0, 200)}`);
+    for (const c of r.stdout.split('\n').filter(Boolean)) containers.push(`${id}/${c}`);
+  }
+  return {
+    containers,
+    mounts: mountsUnder(p.stateDir),
+    cgroups: cgroupDirs(ids),
+    processes: ownProcesses(p, ids).map(describe),
+  };
+}
+
+/**
+ * Last resort, after the check: removes what the platform left (its processes, containers,
+ * mounts, cgroups) so that the state dir can go and the machine stays clean. Touches only what
+ * leftovers() attributes to this platform. Resolves to what is still there afterwards.
+ */
+export async function purge(p: Platform, runtime = 'runc'): Promise<Leftovers> {
+  const ids = p.invokerIds();
+  for (const proc of ownProcesses(p, ids)) {
+    try {
+      process.kill(proc.pid, 'SIGCONT'); // a stopped process would hold its signals
+      process.kill(proc.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  for (const id of ids) {
+    const root = path.join(p.stateDir, 'runc', id);
+    if (!fs.existsSync(root)) continue;
+    const r = await run(runtime, ['--root', root, 'list', '-q']);
+    for (const c of r.stdout.split('\n').filter(Boolean)) await run(runtime, ['--root', root, 'delete', '--force', c]);
+  }
+  for (const m of mountsUnder(p.stateDir).sort((a, b) => b.length - a.length)) await run('umount', ['--lazy', m]);
+  for (const dir of cgroupDirs(ids)) await removeCgroupDir(dir, 0);
+  for (const base of new Set(cgroupDirs(ids).map((d) => path.dirname(d)))) {
+    await fsp.rmdir(base).catch(() => undefined); // the shared /kiln parent, only if empty
+  }
+  await sleep(200);
+  return leftovers(p, runtime);
+}
+
+async function removeCgroupDir(dir: string, depth: number): Promise<void> {
+  if (depth > 32) return;
+  const subdirs = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const d of subdirs) if (d.isDirectory()) await removeCgroupDir(path.join(dir, d.name), depth + 1);
+  const frozen = path.join(dir, 'freezer.state');
+  if (fs.existsSync(frozen)) await fsp.writeFile(frozen, 'THAWED').catch(() => undefined);
+  const procs = (await fsp.readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  for (const pid of procs) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  for (let i = 0; i < 20; i++) {
+    if (await fsp.rmdir(dir).then(() => true, () => !fs.existsSync(dir))) return;
+    await sleep(100);
+  }
+}
+
+/** Removes the state dir, but never while anything is mounted under it (a bind mount of the
+ * shared layer store would be emptied through it). */
+export async function removeStateDir(p: Platform): Promise<boolean> {
+  if (mountsUnder(p.stateDir).length > 0) return false;
+  await fsp.rm(p.stateDir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+  return !fs.existsSync(p.stateDir);
+}
