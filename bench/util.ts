@@ -2,7 +2,6 @@
 // socket), free ports, waiting with a bound, and running commands.
 import { execFile } from 'node:child_process';
 import * as http from 'node:http';
-import * as net from 'node:net';
 
 const t0 = performance.now();
 
@@ -54,16 +53,9 @@ export function request(o: RequestOptions): Promise<TimedResponse> {
   });
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
+import { freePort } from '../common/net';
+
+export { freePort };
 
 /** Polls `check` until it returns a truthy value; throws `what` after `ms`. */
 export async function waitFor<T>(what: string, check: () => Promise<T | null | undefined | false>, ms: number, everyMs = 20): Promise<T> {

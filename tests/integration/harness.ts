@@ -3,7 +3,6 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -30,16 +29,9 @@ export interface Platform {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
+import { freePort } from '../../common/net';
+
+export { freePort };
 
 export async function startPlatform(extraEnv: NodeJS.ProcessEnv = {}): Promise<Platform> {
   const stateDir = extraEnv.KILN_STATE_DIR ?? (await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-it-')));
