@@ -28,7 +28,33 @@ function field(text: string | null, key: string): number | null {
 
 /** One container's cgroup, by its path relative to each hierarchy (the spec's cgroupsPath). */
 export class ContainerCgroup {
+  // Files read around every call stay open and are read in place (pread at offset 0, which
+  // makes the kernel generate them anew): cgroup files live in memory, so a synchronous read
+  // costs microseconds, where open + stat + read + close through the thread pool cost far more.
+  private readonly open = new Map<string, number>();
+  private readonly buf = Buffer.alloc(4096);
+
   constructor(readonly rel: string, readonly version: CgroupVersion = cgroupVersion()) {}
+
+  private hotRead(file: string): string | null {
+    try {
+      let fd = this.open.get(file);
+      if (fd === undefined) {
+        fd = fs.openSync(file, 'r');
+        this.open.set(file, fd);
+      }
+      const n = fs.readSync(fd, this.buf, 0, this.buf.length, 0);
+      return this.buf.toString('utf8', 0, n);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Closes the files kept open; call when the container is gone. */
+  close(): void {
+    for (const fd of this.open.values()) fs.closeSync(fd);
+    this.open.clear();
+  }
 
   private file(controller: string, name: string): string {
     return this.version === 2 ? path.join(ROOT, this.rel, name) : path.join(ROOT, controller, this.rel, name);
@@ -36,7 +62,7 @@ export class ContainerCgroup {
 
   /** How many processes (not threads) the container has. */
   async processCount(): Promise<number> {
-    const t = await readText(this.file('pids', 'cgroup.procs'));
+    const t = this.hotRead(this.file('pids', 'cgroup.procs'));
     return t ? t.split('\n').filter(Boolean).length : 0;
   }
 
@@ -46,7 +72,8 @@ export class ContainerCgroup {
   }
 
   async memoryUsage(): Promise<number | null> {
-    return readNumber(this.file('memory', this.version === 2 ? 'memory.current' : 'memory.usage_in_bytes'));
+    const t = this.hotRead(this.file('memory', this.version === 2 ? 'memory.current' : 'memory.usage_in_bytes'));
+    return t === null ? null : Number(t.trim());
   }
 
   async memoryLimit(): Promise<number | null> {
@@ -61,15 +88,24 @@ export class ContainerCgroup {
   /** CPU time used by every process of the container, in nanoseconds. */
   async cpuUsageNs(): Promise<number | null> {
     if (this.version === 2) {
-      const usec = field(await readText(this.file('cpu', 'cpu.stat')), 'usage_usec');
+      const usec = field(this.hotRead(this.file('cpu', 'cpu.stat')), 'usage_usec');
       return usec === null ? null : usec * 1000;
     }
-    return readNumber(this.file('cpuacct', 'cpuacct.usage'));
+    const t = this.hotRead(this.file('cpuacct', 'cpuacct.usage'));
+    return t === null ? null : Number(t.trim());
   }
 
   /** Starts a new peak-memory window (v1 only: v2's memory.peak is since creation). */
   async resetPeakMemory(): Promise<void> {
-    if (this.version === 1) await fsp.writeFile(this.file('memory', 'memory.max_usage_in_bytes'), '0').catch(() => undefined);
+    if (this.version !== 1) return;
+    const file = this.file('memory', 'memory.max_usage_in_bytes');
+    try {
+      const key = `${file}#write`;
+      if (!this.open.has(key)) this.open.set(key, fs.openSync(file, 'w'));
+      fs.writeSync(this.open.get(key)!, '0');
+    } catch {
+      /* the container is gone */
+    }
   }
 
   /**
@@ -120,7 +156,8 @@ export class ContainerCgroup {
   }
 
   async peakMemoryBytes(): Promise<number | null> {
-    return readNumber(this.file('memory', this.version === 2 ? 'memory.peak' : 'memory.max_usage_in_bytes'));
+    const t = this.hotRead(this.file('memory', this.version === 2 ? 'memory.peak' : 'memory.max_usage_in_bytes'));
+    return t === null ? null : Number(t.trim());
   }
 }
 

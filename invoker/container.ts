@@ -216,6 +216,7 @@ export class Container {
       await this.cgroup.setFrozen(false).catch(() => undefined); // a frozen process cannot die
       await this.env.runtime.delete(this.id);
     }
+    this.cgroup.close();
     await unmountAll(this.dir);
     await fsp.rm(this.dir, { recursive: true, force: true });
   }

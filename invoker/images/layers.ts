@@ -26,8 +26,13 @@ export class LayerStore {
     return path.join(this.dir, hexOf(digest), 'root');
   }
 
+  private readonly present = new Set<string>(); // layers seen unpacked: never removed while we run
+
   async has(digest: string): Promise<boolean> {
-    return exists(this.rootPath(digest));
+    if (this.present.has(digest)) return true;
+    const yes = await exists(this.rootPath(digest));
+    if (yes) this.present.add(digest);
+    return yes;
   }
 
   /** Stores a tarball file (moved in) and returns its digest. */
