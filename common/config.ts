@@ -35,9 +35,9 @@ const schema = z.object({
   KILN_MAX_PACKAGE_BYTES: int(50 * 2 ** 20),
   KILN_MAX_LOG_BYTES: int(64 * 2 ** 10),
   // Per namespace; 0 turns a limit off.
-  KILN_RATE_LIMIT: int(1000),
-  KILN_RATE_BURST: int(2000),
-  KILN_INFLIGHT_LIMIT: int(500),
+  KILN_RATE_LIMIT: int(5000),
+  KILN_RATE_BURST: int(10000),
+  KILN_INFLIGHT_LIMIT: int(1000),
   KILN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
