@@ -1,5 +1,6 @@
 // Redis connections. With REDIS_URL unset the platform runs its own redis-server on a unix
 // socket in the state dir (no port to collide with), and every component connects there.
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import type { ConnectionOptions } from 'bullmq';
 import { Redis, RedisOptions } from 'ioredis';
@@ -48,4 +49,20 @@ export async function connectFailFast(config: Pick<Config, 'REDIS_URL' | 'KILN_S
 /** BullMQ connection options for a producer that fails fast too. */
 export function bullConnectionFailFast(config: Pick<Config, 'REDIS_URL' | 'KILN_STATE_DIR'>): ConnectionOptions {
   return { ...redisOptions(config), enableOfflineQueue: false, maxRetriesPerRequest: 1 } as ConnectionOptions;
+}
+
+/**
+ * A Lua script called by its SHA1 (EVALSHA), so its text is sent once per server, not with
+ * every call; after a Redis restart (NOSCRIPT) it is sent again.
+ */
+export function luaScript(source: string) {
+  const sha = createHash('sha1').update(source).digest('hex');
+  return async (redis: Redis, numKeys: number, ...args: (string | number)[]): Promise<unknown> => {
+    try {
+      return await redis.evalsha(sha, numKeys, ...args);
+    } catch (e) {
+      if (!/NOSCRIPT/.test(String(e))) throw e;
+      return redis.eval(source, numKeys, ...args);
+    }
+  };
 }

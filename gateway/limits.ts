@@ -4,6 +4,7 @@
 // and expires on its own after a deadline, so a crash never leaks a slot for long.
 import { Redis } from 'ioredis';
 import { KilnError } from '../common/errors';
+import { luaScript } from '../common/redis';
 import { keys } from '../common/redis-keys';
 
 // KEYS: bucket, in-flight zset. ARGV: rate/s, burst, in-flight limit, now ms, id, expiry ms.
@@ -29,6 +30,8 @@ if limit > 0 then
 end
 return 1`;
 
+const admit = luaScript(ADMIT);
+
 export interface Limits {
   ratePerSecond: number; // 0: no rate limit
   burst: number;
@@ -42,8 +45,8 @@ export class Admission {
   async admit(namespace: string, activationId: string, timeoutMs: number): Promise<void> {
     const { ratePerSecond, burst, inFlight } = this.limits;
     if (ratePerSecond === 0 && inFlight === 0) return;
-    const r = await this.redis.eval(
-      ADMIT, 2, keys.rateBucket(namespace), keys.inFlight(namespace),
+    const r = await admit(
+      this.redis, 2, keys.rateBucket(namespace), keys.inFlight(namespace),
       ratePerSecond, Math.max(1, burst), inFlight, Date.now(), activationId, timeoutMs + 5 * 60_000,
     );
     if (r === -1) throw new KilnError('rate_limited', `namespace '${namespace}' is over its rate limit of ${ratePerSecond} invocations per second`);

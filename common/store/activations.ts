@@ -2,6 +2,7 @@
 // the Lua script refuses a second final write, so a retried or duplicated job can never give
 // an activation two results. Final records are published for gateways waiting on sync calls.
 import { Redis } from 'ioredis';
+import { luaScript } from '../redis';
 import { DONE_CHANNEL, keys } from '../redis-keys';
 import { ActivationRecord, FINAL_STATUSES } from '../types';
 
@@ -44,6 +45,9 @@ rec['attempt'] = attempt
 redis.call('SET', KEYS[1], cjson.encode(rec), 'EX', ARGV[2])
 return attempt`;
 
+const begin = luaScript(BEGIN);
+const finish = luaScript(FINISH);
+
 export interface Usage {
   namespace: string;
   invocations: number;
@@ -73,16 +77,15 @@ export class ActivationStore {
 
   /** Marks a call as running; returns its attempt number, or 0 if the record is already final. */
   async begin(r: ActivationRecord): Promise<number> {
-    return (await this.redis.eval(BEGIN, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','))) as number;
+    return (await begin(this.redis, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','))) as number;
   }
-
 
   /** Writes the final record and its logs once; returns false if it was already final. */
   async finish(r: ActivationRecord, logs: string[]): Promise<boolean> {
     const endedAt = r.endedAt ?? Date.now();
     const usage = `${r.activationId}|${r.billedMs ?? 0}|${r.memoryMB}|${r.cpuMs ?? 0}`;
-    const n = await this.redis.eval(
-      FINISH, 4, keys.activation(r.activationId), keys.activationLogs(r.activationId), keys.usage(r.namespace), keys.inFlight(r.namespace),
+    const n = await finish(
+      this.redis, 4, keys.activation(r.activationId), keys.activationLogs(r.activationId), keys.usage(r.namespace), keys.inFlight(r.namespace),
       JSON.stringify(r), JSON.stringify(logs), this.ttlSeconds, DONE_CHANNEL, FINAL_STATUSES.join(','), usage, endedAt,
     );
     return n === 1;
