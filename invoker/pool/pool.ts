@@ -57,6 +57,8 @@ export class Entry<C extends PoolContainer<any>> implements Slot {
   readonly createdAt = Date.now();
   retiring = false;
   preparing = false; // being started, thawed or specialised: not yet shareable
+  ready?: Promise<boolean>; // while preparing: whether it came up (calls may wait to share it)
+  startKind?: StartKind;
   container?: C;
   timer?: NodeJS.Timeout;
   op: Promise<unknown> = Promise.resolve(); // freezer writes, in order
@@ -135,6 +137,12 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
         if (lease) return lease;
         continue;
       }
+      const starting = this.joinable(spec); // looked up without awaiting: no one slips in between
+      if (starting) {
+        const joined = await this.join(starting);
+        if (joined) return joined;
+        continue;
+      }
       const evict = evictionsFor(this.slots(), spec.memoryMB, this.o.capacityMB);
       if (evict) return this.startCold(spec, evict as Entry<C>[]);
       if (Date.now() > deadline) throw new NoCapacity(spec.memoryMB);
@@ -164,6 +172,37 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     this.notifyRoom();
   }
 
+  /** Marks a container as being made ready; the returned function says how that ended. */
+  private prepare(e: Entry<C>, kind: StartKind): (ok: boolean) => void {
+    e.preparing = true;
+    e.startKind = kind;
+    let done!: (ok: boolean) => void;
+    e.ready = new Promise<boolean>((r) => (done = r));
+    return (ok) => {
+      e.preparing = false;
+      e.ready = undefined;
+      done(ok);
+    };
+  }
+
+  /**
+   * A call that would start a container while one of its function is still coming up with room
+   * for more (concurrency > 1) waits for that one instead: a burst does not start a container
+   * per call.
+   */
+  private joinable(spec: S): Entry<C> | undefined {
+    if (spec.concurrency < 2) return undefined;
+    return this.slots().find((x) => x.fnKey === spec.fnKey && x.preparing && x.ready && !x.retiring && x.inFlight < spec.concurrency);
+  }
+
+  private async join(e: Entry<C>): Promise<Lease<C> | null> {
+    e.inFlight++;
+    const t = performance.now();
+    if (await e.ready) return { container: e.container!, start: e.startKind ?? 'cold', initMs: performance.now() - t };
+    e.inFlight--;
+    return null; // it failed: look again
+  }
+
   private takeWarm(e: Entry<C>): Lease<C> {
     e.inFlight++;
     if (e.state !== 'busy') this.move(e, 'busy');
@@ -172,16 +211,17 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
 
   private async takeFrozen(e: Entry<C>): Promise<Lease<C> | null> {
     e.inFlight++;
-    e.preparing = true; // other calls may share it only once it is thawed
+    const done = this.prepare(e, 'thawed'); // other calls may share it only once it is thawed
     this.move(e, 'busy'); // reserved before the first await: no one else takes it
     try {
       await e.op; // a freeze still being written
       const ms = await e.container!.thaw();
       this.o.onThaw?.(ms);
-      e.preparing = false;
+      done(true);
       return { container: e.container!, start: 'thawed', initMs: ms };
     } catch (err) {
       this.o.log.warn({ err, container: e.id }, 'thaw failed; removing the container');
+      done(false);
       await this.remove(e);
       return null;
     }
@@ -192,7 +232,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     const evict = grow > 0 ? evictionsFor(this.slots(), grow, this.o.capacityMB, new Set([e.id])) : [];
     if (!evict) return null; // does not fit as this function: leave the stem for another
     e.inFlight++;
-    e.preparing = true;
+    const done = this.prepare(e, 'prewarm');
     e.fnKey = spec.fnKey;
     e.memoryMB = spec.memoryMB; // reserved before the first await, like a cold start
     this.move(e, 'busy');
@@ -203,10 +243,11 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
       const thawMs = await e.container!.thaw();
       this.o.onThaw?.(thawMs);
       await e.container!.specialise(spec);
-      e.preparing = false;
+      done(true);
       return { container: e.container!, start: 'prewarm', initMs: performance.now() - t };
     } catch (err) {
       this.o.log.warn({ err, container: e.id }, 'specialising a prewarmed container failed');
+      done(false);
       await this.remove(e);
       this.replenish();
       return null;
@@ -217,21 +258,23 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     // Reserved before the first await, so a call woken by the evictions cannot take the room.
     const e = this.add(spec.fnKey, spec.runtime, spec.memoryMB);
     e.inFlight++;
-    e.preparing = true;
+    const done = this.prepare(e, 'cold');
     const t = performance.now();
     try {
       await Promise.all(evict.map((x) => this.remove(x)));
       e.container = await this.factory.cold(spec);
     } catch (err) {
+      done(false);
       await this.remove(e);
       throw err;
     }
     if (e.state !== 'starting') {
+      done(false);
       await e.container.destroy(); // the pool shut down meanwhile
       throw new Error('the invoker is shutting down');
     }
     this.move(e, 'busy');
-    e.preparing = false;
+    done(true);
     return { container: e.container, start: 'cold', initMs: performance.now() - t };
   }
 

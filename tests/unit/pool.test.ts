@@ -102,10 +102,16 @@ class FakeFactory implements ContainerFactory<FakeContainer, FunctionSpec> {
     await this.held.get(op)?.promise;
   }
 
+  failNextCold = false;
+
   async cold(spec: FunctionSpec): Promise<FakeContainer> {
     const c = new FakeContainer(`${spec.fnKey}#${++this.n}`, this);
     this.made.push(c);
     await this.call('cold', c.id);
+    if (this.failNextCold) {
+      this.failNextCold = false;
+      throw new Error('runc failed');
+    }
     c.spec = spec;
     return c;
   }
@@ -743,5 +749,37 @@ describe('races (bugs in pool.ts)', () => {
     expect(f.value?.start).toBe('prewarm');
     expect(r.pool.usedMB()).toBeLessThanOrEqual(512);
     expect(h.done).toBe(false);
+  });
+});
+
+describe('a burst for a function with concurrency > 1', () => {
+  it('shares the one container being started instead of starting one per call', async () => {
+    const r = rig();
+    const g = r.f.hold('cold');
+    const s = spec('ns/burst@1', { concurrency: 3 });
+    const calls = [1, 2, 3, 4].map(() => watch(r.pool.acquire(s)));
+    await sleep(20);
+    expect(r.f.made).toHaveLength(2); // three share the first; the fourth needs another
+    g.open();
+    await until(() => calls.every((c) => c.done));
+    const first = r.f.made[0];
+    expect(calls.filter((c) => c.value?.container === first)).toHaveLength(3);
+    expect(calls.map((c) => c.value?.start)).toEqual(['cold', 'cold', 'cold', 'cold']);
+  });
+
+  it('lets the waiting calls look again when the shared start fails', async () => {
+    const r = rig();
+    const g = r.f.hold('cold');
+    const s = spec('ns/flaky@1', { concurrency: 4 });
+    const a = watch(r.pool.acquire(s));
+    const b = watch(r.pool.acquire(s));
+    await sleep(20);
+    expect(r.f.made).toHaveLength(1);
+    r.f.failNextCold = true;
+    g.open();
+    await until(() => a.done && b.done);
+    expect(a.error).toBeDefined(); // the call whose start failed reports it (the job is retried)
+    expect(b.value?.start).toBe('cold'); // the one that waited started its own
+    expect(r.f.made).toHaveLength(2);
   });
 });
