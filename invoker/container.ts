@@ -44,6 +44,7 @@ export interface CallOutcome {
   error?: { code: string; message: string; stack?: string };
   logs: string[];
   durationMs: number;
+  notDelivered?: boolean; // nothing was listening: the function never got the event
   cpuMs?: number;
   peakMemoryBytes?: number;
 }
@@ -156,9 +157,14 @@ export class Container {
     } catch (e) {
       const durationMs = performance.now() - started;
       this.healthy = false;
-      outcome = abort.signal.aborted
-        ? { status: 'timeout', error: { code: 'timeout', message: `the function did not finish within ${timeoutMs} ms` }, logs: [], durationMs }
-        : await this.classifyCrash(durationMs, e as Error);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ECONNREFUSED' || code === 'ENOENT') {
+        outcome = { status: 'system_error', error: { code: 'system_error', message: 'the container was gone before the call reached it' }, logs: [], durationMs, notDelivered: true };
+      } else {
+        outcome = abort.signal.aborted
+          ? { status: 'timeout', error: { code: 'timeout', message: `the function did not finish within ${timeoutMs} ms` }, logs: [], durationMs }
+          : await this.classifyCrash(durationMs, e as Error);
+      }
     } finally {
       clearTimeout(timer);
       this.lastUsed = Date.now();

@@ -197,12 +197,14 @@ export class Invoker {
       status: 'running', queuedAt: j.queuedAt, memoryMB: j.config.memoryMB, invoker: this.id,
     };
     let lease: Lease<Container>;
+    let spec: Spec;
     try {
-      lease = await this.pool!.acquire({
+      spec = {
         fnKey: `${j.namespace}/${j.function}@${j.version}`, name: j.function, config: j.config,
         runtime: j.config.runtime, memoryMB: j.config.memoryMB, concurrency: j.config.concurrency,
         codeLayer: await this.functionLayer(j.digest), runtimeLayers: this.runtimeLayers(j.config.runtime),
-      });
+      };
+      lease = await this.pool!.acquire(spec);
     } catch (e) {
       if (e instanceof NoCapacity && token) {
         // Back to the queue, not over-committed memory: this or another invoker takes it later.
@@ -228,7 +230,14 @@ export class Invoker {
         activationId: j.activationId, functionName: j.function, version: j.version, namespace: j.namespace,
         deadline: startedAt + j.config.timeoutMs, memoryMB: j.config.memoryMB, attempt,
       };
-      const outcome: CallOutcome = await lease.container.invoke(j.event, context, j.config.timeoutMs);
+      let outcome: CallOutcome = await lease.container.invoke(j.event, context, j.config.timeoutMs);
+      // A container found dead before the call reached it (killed while frozen or idle): the
+      // function never got the event, so it goes to another container, at most twice.
+      for (let again = 0; outcome.notDelivered && again < 2; again++) {
+        await this.pool!.release(lease.container);
+        lease = await this.pool!.acquire(spec);
+        outcome = await lease.container.invoke(j.event, context, j.config.timeoutMs);
+      }
       logs = outcome.logs;
       final = {
         ...base, startedAt, status: outcome.status, start: lease.start, endedAt: Date.now(),

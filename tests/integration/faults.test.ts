@@ -17,7 +17,7 @@ beforeAll(async () => {
   await fsp.writeFile(path.join(workDir, 'kiln.json'), JSON.stringify({ name: 'work', runtime: 'node20', handler: 'index.handler', memoryMB: 64, timeoutMs: 10_000, concurrency: 4 }));
   await fsp.writeFile(path.join(workDir, 'index.js'), `exports.handler = async (e, ctx) => {
   await new Promise((r) => setTimeout(r, e.ms ?? 200));
-  return { id: ctx.activationId, attempt: ctx.attempt };
+  return { id: ctx.activationId, attempt: ctx.attempt, host: require('os').hostname() };
 };`);
 });
 afterAll(() => fsp.rm(workDir, { recursive: true, force: true }));
@@ -205,4 +205,19 @@ it("the state dir's disk full: calls end as system_error after their retries, no
     execFileSync('umount', [containers]);
     await fsp.rm(stateDir, { recursive: true, force: true });
   }
+});
+
+it('a container killed while frozen: the next call goes to another container, transparently', async () => {
+  await withPlatform({ KILN_PREWARM_COUNT: '0', KILN_PAUSE_GRACE_MS: '100' }, async (p) => {
+    const first = await p.api('POST', '/v1/functions/work/invoke', { ms: 1 });
+    const host = first.body.host;
+    const freezer = `/sys/fs/cgroup/freezer/kiln/${p.invokerId}/${host}/freezer.state`;
+    await eventually(async () => fs.readFileSync(freezer, 'utf8').trim() === 'FROZEN');
+    const state = JSON.parse(fs.readFileSync(path.join(p.stateDir, 'runc', p.invokerId, host, 'state.json'), 'utf8'));
+    process.kill(state.init_process_pid, 'SIGKILL'); // pending until it is thawed
+    const next = await p.api('POST', '/v1/functions/work/invoke', { ms: 1 });
+    expect(next.status).toBe(200);
+    expect(next.body.host).not.toBe(host);
+    expect(next.body.attempt).toBe(1);
+  });
 });
