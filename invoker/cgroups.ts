@@ -50,6 +50,14 @@ export class ContainerCgroup {
     }
   }
 
+  private freshRead(file: string): string | null {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch {
+      return null;
+    }
+  }
+
   /** Closes the files kept open; call when the container is gone. */
   close(): void {
     for (const fd of this.open.values()) fs.closeSync(fd);
@@ -62,7 +70,9 @@ export class ContainerCgroup {
 
   /** How many processes (not threads) the container has. */
   async processCount(): Promise<number> {
-    const t = this.hotRead(this.file('pids', 'cgroup.procs'));
+    // Opened anew each time: a kept cgroup.procs file may keep answering with the list it made
+    // first. Still synchronous: the file is in memory.
+    const t = this.freshRead(this.file('pids', 'cgroup.procs'));
     return t ? t.split('\n').filter(Boolean).length : 0;
   }
 
