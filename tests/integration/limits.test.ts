@@ -7,10 +7,11 @@ import { fn, leftovers, Platform, startPlatform } from './harness';
 jest.setTimeout(120_000);
 
 let p: Platform;
+let dir: string;
 beforeAll(async () => {
   p = await startPlatform({ KILN_RATE_LIMIT: '5', KILN_RATE_BURST: '5', KILN_INFLIGHT_LIMIT: '2', KILN_PREWARM_COUNT: '0' });
   expect((await p.cli(['deploy', fn('hello')])).code).toBe(0);
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-slow-'));
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-slow-'));
   await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name: 'slow', runtime: 'node20', handler: 'index.handler', memoryMB: 64, concurrency: 4 }));
   await fsp.writeFile(path.join(dir, 'index.js'), 'exports.handler = async () => { await new Promise((r) => setTimeout(r, 800)); return 1; };');
   expect((await p.cli(['deploy', dir])).code).toBe(0);
@@ -20,6 +21,7 @@ afterAll(async () => {
   await p.stop();
   expect(await leftovers(p, [])).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
   await fsp.rm(p.stateDir, { recursive: true, force: true });
+  await fsp.rm(dir, { recursive: true, force: true });
 });
 
 it('answers 429 rate_limited past the in-flight limit, and admits again when calls end', async () => {

@@ -9,9 +9,13 @@ import { eventually, leftovers, Platform, startPlatform } from './harness';
 
 jest.setTimeout(120_000);
 
+const made: string[] = [];
+afterAll(() => Promise.all(made.map((d) => fsp.rm(d, { recursive: true, force: true }))));
+
 /** Writes a function that reports what its container is and sees; returns its folder. */
 async function probeFunction(name: string, marker: string, memoryMB = 128): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `kiln-fn-${name}-`));
+  made.push(dir);
   await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name, runtime: 'node20', handler: 'index.handler', memoryMB, timeoutMs: 3000 }));
   await fsp.writeFile(path.join(dir, 'index.js'), `
 const os = require('os'), fs = require('fs');
