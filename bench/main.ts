@@ -4,6 +4,9 @@
 //   run 1 (no stem cells): warm latency, throughput, cold starts, with the BullMQ, direct-socket
 //          and bare-runc floors interleaved;
 //   run 2 (2 stem cells, 50 ms pause grace): prewarm starts, thaws, memory and density.
+// Docker is measured in run 1 next to the runc floor: the engine that answers, or one the bench
+// starts for the run when dockerd is installed (stopped by its pid once its phases are done).
+// Run 1 ends with noisy neighbours: hello's warm latency next to a CPU burner and a memory filler.
 // Every count and wait is bounded; SIGINT/SIGTERM, an error or the watchdog stop the platforms
 // and remove everything the bench made (containers, mounts, cgroups, its layers, /tmp dirs).
 import { randomBytes } from 'node:crypto';
@@ -12,16 +15,18 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT } from '../common/paths';
 import { hexOf } from '../invoker/images/layers';
-import { DockerPeer, dockerUnavailable } from './docker';
+import { mountedUnder } from '../invoker/rootfs';
+import { DockerPeer, findDockerEngine, OwnDockerd } from './docker';
 import { BullFloor, LAYERS_DIR, RuncFloor } from './floors';
 import { coldStarts, Ctx, density, idleWarm, prewarmStarts, seqWarm, thawFloors, thawStarts, throughput, warmLatency } from './kiln';
 import { machineInfo } from './machine';
+import { noisyNeighbours } from './noisy';
 import { Platform, writeHello } from './platform';
 import { buildRows, Results, toMarkdown, writeResults } from './report';
-import { errMsg, progress } from './util';
+import { errMsg, progress, sleep } from './util';
 
 const SOFT_BUDGET_MS = 300_000; // optional loops stop starting new work after this
-const HARD_LIMIT_MS = 510_000; // the watchdog: clean up and stop whatever is still running
+const HARD_LIMIT_MS = 540_000; // the watchdog: clean up and stop whatever is still running
 
 // Fixed counts.
 const WARM = { warmup: 50, calls: 300 };
@@ -32,14 +37,19 @@ const PREWARM_ITERATIONS = 15;
 const THAW = { calls: 40, idleMs: 200 };
 const IDLE_CALLS = 15;
 const DENSITY = { k: 20, n: 200, memoryMB: 64, limit: 4, stems: 2, startBudgetMs: 120_000 };
+// ≤ 40 s in all: quiet calls (~3 s), noise ramp-up, the measured window, the noisy calls' drain.
+const NOISY = { warmup: 20, quietCalls: 300, rampMs: 3000, windowMs: 20_000, maxCalls: 3000, burnCallMs: 2000, hogCallMs: 2000, hogMemoryMB: 256 };
 
 const started = Date.now();
 const runId = randomBytes(3).toString('hex');
 const platforms: Platform[] = [];
 let floor: RuncFloor | undefined;
 let docker: DockerPeer | null = null;
+let dockerd: OwnDockerd | null = null;
+let dockerDone: Promise<Record<string, unknown>> | undefined;
 let scratch = '';
 let layersBefore = new Set<string>();
+let aborting = false;
 let cleaning: Promise<Record<string, unknown>> | undefined;
 
 async function main(): Promise<number> {
@@ -54,7 +64,8 @@ async function main(): Promise<number> {
   const ctx: Ctx = { runId, scratch, deadline: started + SOFT_BUDGET_MS };
   const machine = await machineInfo();
   progress(`run ${runId}: ${machine.nproc} cores, ${machine.memTotalMB} MB, ${machine.kernel}, ${machine.runc}; scratch ${scratch}`);
-  const dockerReason = await dockerUnavailable();
+  const engine = await findDockerEngine(runId, (own) => (dockerd = own));
+  const dockerReason = engine.socket === null ? engine.reason : null;
   // Run 1's pause grace (2 s) is longer than the idle diagnostic's gaps (3 × 200 ms), so hello
   // stays warm there and direct socket requests never meet a frozen container.
   const env1 = { KILN_PREWARM_COUNT: '0', KILN_INVOKER_CONCURRENCY: '64', KILN_INVOKER_MEMORY_MB: '20000', KILN_PAUSE_GRACE_MS: '2000' };
@@ -62,11 +73,12 @@ async function main(): Promise<number> {
   const results: Results = {
     tool: 'kiln bench (bench/main.ts)', machine, runId, durationS: 0,
     settings: { 'run 1 (warm, throughput, cold)': env1, 'run 2 (prewarm, thaw, density)': env2 },
-    docker: dockerReason ? { available: false, reason: dockerReason } : { available: true },
+    docker: engine.socket === null ? { available: false, reason: engine.reason } : { available: true, how: engine.how },
     cleanup: {}, errors: [], rows: [],
     noise: { loadAvg: [], otherKilnInvokers: [], loadAvgAtEnd: [] },
   };
   const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
+    stopIfAborting();
     try {
       return await fn();
     } catch (e) {
@@ -80,14 +92,23 @@ async function main(): Promise<number> {
   // Floors that need no platform: the bare runc bundle material, and the Docker image.
   floor = new RuncFloor(path.join(scratch, 'floor'), `bench-floor-${runId}`);
   await floor.prepare(LAYERS_DIR, `kiln-bench ${runId}`);
-  if (!dockerReason) {
-    docker = new DockerPeer(scratch, runId);
-    const ok = await phase('docker import', () => docker!.importRootfs(floor!.rootfsLayers));
-    if (ok === undefined) docker = null;
-    else results.docker.version = docker.version;
+  if (engine.socket !== null) {
+    docker = new DockerPeer(engine.socket, scratch, runId);
+    const ok = await phase('docker import', async () => {
+      await docker!.importRootfs(floor!.rootfsLayers);
+      return true;
+    });
+    if (!ok) {
+      results.docker = { available: false, reason: `docker import failed: ${results.errors.at(-1)}` };
+      results.cleanup.docker = await finishDocker();
+    } else {
+      Object.assign(results.docker, { version: docker.version, containerd: docker.containerd, importMs: Math.round(docker.importMs), imageMB: docker.imageMB });
+      progress(`Docker ${docker.version}: ${engine.how}; image imported in ${Math.round(docker.importMs)} ms (${docker.imageMB} MB)`);
+    }
   } else progress(`Docker peer skipped: ${dockerReason}`);
 
   // Run 1.
+  stopIfAborting();
   const p1 = new Platform({ name: 'run 1', stateDir: path.join(scratch, 'run1'), invokerId: `bench-1-${runId}`, env: env1 });
   platforms.push(p1);
   await p1.start();
@@ -103,11 +124,18 @@ async function main(): Promise<number> {
   await sampleNoise(results);
   results.cold = await phase('cold start', () => coldStarts(p1, floor!, docker, ctx, COLD_ITERATIONS));
   if (results.cold) await phase('thaw floor', () => thawFloors(floor!, docker, results.cold!, THAW_FLOOR_CYCLES, THAW.idleMs));
+  if (docker || dockerd) {
+    progress('Docker: done; removing its containers and image, stopping the bench\'s dockerd');
+    results.cleanup.docker = await finishDocker();
+  }
+  await sampleNoise(results);
+  results.noisy = await phase('noisy neighbours', () => noisyNeighbours(p1, 'hello', { scratch, runId, ...NOISY }));
   progress('run 1: stopping kiln');
   await p1.stop();
   results.cleanup['run 1 leftovers'] = await p1.leftovers();
 
   // Run 2.
+  stopIfAborting();
   const p2 = new Platform({ name: 'run 2', stateDir: path.join(scratch, 'run2'), invokerId: `bench-2-${runId}`, env: env2 });
   platforms.push(p2);
   await p2.start();
@@ -161,7 +189,7 @@ function cleanup(): Promise<Record<string, unknown>> {
         out['runc floor'] = `clean-up failed: ${errMsg(e)}`;
       }
     }
-    if (docker) await docker.cleanup().catch((e) => (out.docker = `clean-up failed: ${errMsg(e)}`));
+    if (docker || dockerd) out.docker = await finishDocker();
     // The layers kiln unpacked for the bench's deploys (each carries the run id, so no one
     // else's deploy has the same digest) are removed from the shared layer store.
     let layers = 0;
@@ -185,9 +213,44 @@ function cleanup(): Promise<Record<string, unknown>> {
   return cleaning;
 }
 
+/** Removes the Docker peer's containers and image, then stops the bench's own dockerd (once). */
+function finishDocker(): Promise<Record<string, unknown>> {
+  dockerDone ??= (async () => {
+    const out: Record<string, unknown> = {};
+    if (docker) {
+      try {
+        out.peer = await docker.cleanup();
+      } catch (e) {
+        out.peer = `clean-up failed: ${errMsg(e)}`;
+      }
+      docker = null;
+    }
+    if (dockerd) {
+      try {
+        out["bench's dockerd"] = await dockerd.stop();
+      } catch (e) {
+        out["bench's dockerd"] = `stop failed: ${errMsg(e)}`;
+      }
+    }
+    return out;
+  })();
+  return dockerDone;
+}
+
+/** Once an abort has begun (signal, watchdog), the main flow starts nothing new. */
+function stopIfAborting(): void {
+  if (aborting) throw new Error('aborted');
+}
+
 async function abort(why: string, code: number): Promise<never> {
+  if (aborting) return new Promise<never>(() => undefined); // the first abort exits
+  aborting = true;
   progress(`${why}: cleaning up`);
   const c = await cleanup().catch((e) => ({ error: errMsg(e) }));
+  // A platform whose start was under way while the clean-up ran: stopped too, its dir removed.
+  await sleep(500);
+  for (const p of platforms) await p.stop().catch(() => undefined);
+  if (scratch && (await mountedUnder(scratch)).length === 0) await fsp.rm(scratch, { recursive: true, force: true }).catch(() => undefined);
   progress(`clean-up: ${JSON.stringify(c)}`);
   process.exit(code);
 }

@@ -183,8 +183,12 @@ export class Platform {
   async containers(fnName?: string): Promise<string[]> {
     const all = await fsp.readdir(this.containersDir).catch(() => [] as string[]);
     if (!fnName) return all;
-    const re = new RegExp(`^${fnName.replace(/_/g, '-').slice(0, 40)}-[0-9a-f]{12}$`);
-    return all.filter((d) => re.test(d));
+    return all.filter((d) => this.containerOf(d, fnName));
+  }
+
+  /** Whether a container id is one of `fnName`'s (named after it; a specialised stem keeps its prewarm-* name). */
+  containerOf(containerId: string, fnName: string): boolean {
+    return new RegExp(`^${fnName.replace(/_/g, '-').slice(0, 40)}-[0-9a-f]{12}$`).test(containerId);
   }
 
   socketOf(containerId: string): string {
