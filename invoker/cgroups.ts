@@ -76,6 +76,12 @@ export class ContainerCgroup {
     return t ? t.split('\n').filter(Boolean).length : 0;
   }
 
+  /** How many tasks (threads of every process) the container has. */
+  async taskCount(): Promise<number | null> {
+    const t = this.hotRead(this.file('pids', 'pids.current'));
+    return t === null ? null : Number(t.trim());
+  }
+
   /** How many times a fork or clone failed on the pids limit. */
   async pidsLimitHits(): Promise<number> {
     return field(await readText(this.file('pids', 'pids.events')), 'max') ?? 0;

@@ -45,6 +45,7 @@ export interface CallOutcome {
   logs: string[];
   durationMs: number;
   notDelivered?: boolean; // nothing was listening: the function never got the event
+  replyBytes?: number; // size of the runtime's reply (result and logs): bounds the result's size
   cpuMs?: number;
   peakMemoryBytes?: number;
 }
@@ -60,6 +61,7 @@ export class Container {
   private exited = false;
   readonly output = new OutputTail();
   private pidsHits = 0;
+  private tasksSeen = -1; // the task count when the runtime was last seen alone
 
   private constructor(
     readonly id: string,
@@ -152,7 +154,7 @@ export class Container {
       const reply = await this.client.post<RunReply>('/run', { event, context }, abort.signal);
       const durationMs = performance.now() - started;
       outcome = reply.ok
-        ? { status: 'success', result: reply.result, logs: reply.logs, durationMs }
+        ? { status: 'success', result: reply.result, logs: reply.logs, durationMs, replyBytes: reply.replyBytes }
         : { status: 'function_error', error: { code: 'function_error', ...reply.error! }, logs: reply.logs, durationMs };
     } catch (e) {
       const durationMs = performance.now() - started;
@@ -170,18 +172,30 @@ export class Container {
       this.lastUsed = Date.now();
     }
     const [cpuAfter, peak, processes] = await Promise.all([
-      this.cgroup.cpuUsageNs(), solo ? this.cgroup.peakMemoryBytes() : null, this.healthy ? this.cgroup.processCount() : 0,
+      this.cgroup.cpuUsageNs(), solo ? this.cgroup.peakMemoryBytes() : null, this.healthy ? this.extraProcesses() : 0,
     ]);
     if (cpuBefore !== null && cpuAfter !== null) outcome.cpuMs = (cpuAfter - cpuBefore) / 1e6;
     if (peak !== null) outcome.peakMemoryBytes = peak;
     if (outcome.status === 'function_error' || outcome.status === 'timeout') await this.blameLimits(outcome);
     // Anything still running besides the runtime (a daemon left behind) or a flood of output
     // means the next call would not start clean: this container is replaced.
-    if (this.output.flooded || (this.healthy && processes > 1)) {
+    if (this.output.flooded || (this.healthy && processes > 0)) {
       this.healthy = false;
       outcome.logs.push(`${new Date().toISOString()} stderr: [kiln] ${this.output.flooded ? 'the container wrote too much output' : 'a process was left running after the call'}; the container is replaced`);
     }
     return outcome;
+  }
+
+  /**
+   * Processes in the container besides the runtime. The task count (threads included) is a
+   * cheap first look; only when it changed is the process list read.
+   */
+  private async extraProcesses(): Promise<number> {
+    const tasks = await this.cgroup.taskCount();
+    if (tasks !== null && tasks === this.tasksSeen) return 0;
+    const n = (await this.cgroup.processCount()) - 1;
+    if (n <= 0 && tasks !== null) this.tasksSeen = tasks; // only the runtime's own threads changed
+    return Math.max(0, n);
   }
 
   /** A failed call that ran into the pids, files or disk limit is a resource_limit error. */

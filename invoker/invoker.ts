@@ -247,7 +247,9 @@ export class Invoker {
       };
       if (outcome.status === 'success') final.result = outcome.result;
       else final.error = outcome.error;
-      if (final.status === 'success' && JSON.stringify(final.result ?? null).length > this.config.KILN_MAX_BODY_BYTES) {
+      const max = this.config.KILN_MAX_BODY_BYTES;
+      // The reply's size bounds the result's: serialise again only when it might be too large.
+      if (final.status === 'success' && (outcome.replyBytes ?? Infinity) > max && JSON.stringify(final.result ?? null).length > max) {
         final = { ...final, status: 'resource_limit', result: undefined, error: { code: 'resource_limit', message: `the result is larger than ${this.config.KILN_MAX_BODY_BYTES} bytes` } };
       }
     } catch (e) {

@@ -7,6 +7,7 @@ export interface RunReply {
   result?: unknown;
   error?: { message: string; stack?: string };
   logs: string[];
+  replyBytes?: number; // the whole reply's size, set by the client
 }
 
 export class RuntimeClient {
@@ -33,7 +34,10 @@ export class RuntimeClient {
           res.on('data', (c) => parts.push(c));
           res.on('end', () => {
             try {
-              resolve(JSON.parse(Buffer.concat(parts).toString('utf8')) as T);
+              const body = Buffer.concat(parts);
+              const value = JSON.parse(body.toString('utf8'));
+              if (value && typeof value === 'object') value.replyBytes = body.length;
+              resolve(value as T);
             } catch (e) {
               reject(e);
             }

@@ -145,6 +145,26 @@ describe('failing functions', () => {
   });
 });
 
+describe('results over the size limit', () => {
+  it('end as resource_limit with a clear message; smaller ones pass', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-big-'));
+    try {
+      await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name: 'big', runtime: 'node20', handler: 'index.handler', memoryMB: 128 }));
+      await fsp.writeFile(path.join(dir, 'index.js'), "exports.handler = async (e) => ({ pad: 'x'.repeat(e.kb * 1024) });");
+      expect((await p.cli(['deploy', dir])).code).toBe(0);
+      const big = await p.api('POST', '/v1/functions/big/invoke', { kb: 300 }); // the limit here is 256 KiB
+      expect([big.status, big.body.error.code]).toEqual([502, 'resource_limit']);
+      expect(big.body.error.message).toMatch(/result is larger than 262144 bytes/);
+      const small = await p.api('POST', '/v1/functions/big/invoke', { kb: 200 });
+      expect(small.status).toBe(200);
+      expect(small.body.pad).toHaveLength(200 * 1024);
+      expect((await p.cli(['rm', 'big'])).code).toBe(0);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('bad input gets a clear error and changes nothing', () => {
   const listing = async () => (await p.api('GET', '/v1/functions')).body.functions.map((f: any) => `${f.name}@${f.version}`);
 
