@@ -240,9 +240,10 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     try {
       await Promise.all(evict.map((x) => this.remove(x as Entry<C>)));
       await e.op;
-      const thawMs = await e.container!.thaw();
+      // Together: the code mount and limits need no running process, and the runtime answers
+      // the specialising request as soon as it is thawed.
+      const [thawMs] = await Promise.all([e.container!.thaw(), e.container!.specialise(spec)]);
       this.o.onThaw?.(thawMs);
-      await e.container!.specialise(spec);
       done(true);
       return { container: e.container!, start: 'prewarm', initMs: performance.now() - t };
     } catch (err) {

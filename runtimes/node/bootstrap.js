@@ -23,12 +23,21 @@ function loadHandler(spec) {
   const name = spec.slice(dot + 1);
   const found = ['', '.js', '.cjs', '.mjs'].map((ext) => file + ext).find((f) => isFile(f));
   if (!found) return Promise.reject(new Error(`handler module not found: ${spec.slice(0, dot)}`));
-  // import() loads both CommonJS (exports.handler) and ES modules (export const handler).
-  return import(pathToFileURL(found).href).then((mod) => {
+  const pick = (mod) => {
     const fn = mod[name] ?? (mod.default && mod.default[name]);
     if (typeof fn !== 'function') throw new Error(`${spec}: export '${name}' is not a function`);
     return fn;
-  });
+  };
+  // require() for CommonJS (exports.handler) is much faster than import(); ES modules
+  // (export const handler, .mjs or "type": "module") go through import().
+  if (!found.endsWith('.mjs')) {
+    try {
+      return Promise.resolve(pick(require(found)));
+    } catch (err) {
+      if (!err || err.code !== 'ERR_REQUIRE_ESM') return Promise.reject(err);
+    }
+  }
+  return import(pathToFileURL(found).href).then(pick);
 }
 
 function isFile(f) {
@@ -132,5 +141,7 @@ const server = http.createServer(async (req, res) => {
 server.keepAliveTimeout = 0; // the invoker decides when a connection ends
 
 if (process.env.KILN_HANDLER) specialise(process.env.KILN_HANDLER, {});
+// Set up the ES module loader now, while nothing waits: its first use costs tens of ms.
+else import('node:os').catch(() => undefined);
 try { fs.unlinkSync(SOCKET); } catch { /* none left */ }
 server.listen(SOCKET);
