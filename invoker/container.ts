@@ -1,7 +1,8 @@
 // One function container: its bundle folder, overlay root, cgroup and runtime connection.
 // start() makes a container for one function (runc run --detach) and waits until the runtime
 // listens; startStem() makes a generic one of a runtime, which specialise() later gives a
-// function's code (bind-mounted into /function through mount propagation) and limits.
+// function's code (a read-only overlay mounted on the host, which reaches the container's
+// /function through mount propagation) and limits.
 // invoke() sends one call and classifies how it ended; freeze()/thaw() use the cgroup freezer;
 // destroy() removes the container, its mounts and its folder. A container whose call ended in
 // anything but a reply is marked unhealthy and never reused.
@@ -56,8 +57,6 @@ export const TMP_SIZE_MB = 64;
 
 export class Container {
   healthy = true;
-  inFlight = 0; // calls reserved by the pool
-  lastUsed = Date.now();
   private exited = false;
   readonly output = new OutputTail();
   private pidsHits = 0;
@@ -144,7 +143,6 @@ export class Container {
   }
 
   async invoke(event: unknown, context: Record<string, unknown>, timeoutMs: number): Promise<CallOutcome> {
-    this.lastUsed = Date.now();
     const spec = this.spec!;
     const solo = spec.config.concurrency === 1; // per-call peaks are only exact when alone
     const [cpuBefore] = await Promise.all([this.cgroup.cpuUsageNs(), solo ? this.cgroup.resetPeakMemory() : undefined]);
@@ -171,7 +169,6 @@ export class Container {
       }
     } finally {
       clearTimeout(timer);
-      this.lastUsed = Date.now();
     }
     const [cpuAfter, peak, processes] = await Promise.all([
       this.cgroup.cpuUsageNs(), solo ? this.cgroup.peakMemoryBytes() : null, this.healthy ? this.extraProcesses() : 0,
