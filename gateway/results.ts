@@ -9,9 +9,12 @@ export class ResultWaiter {
   private readonly waiting = new Map<string, (r: ActivationRecord) => void>();
 
   constructor(private readonly subscriber: Redis, private readonly activations: ActivationStore) {
+    // Each message is "<activation id> <record>": every gateway sees every result, and only
+    // parses the ones it waits for.
     subscriber.on('message', (_channel: string, message: string) => {
-      const record = JSON.parse(message) as ActivationRecord;
-      this.waiting.get(record.activationId)?.(record);
+      const space = message.indexOf(' ');
+      const waiter = this.waiting.get(message.slice(0, space));
+      if (waiter) waiter(JSON.parse(message.slice(space + 1)) as ActivationRecord);
     });
   }
 

@@ -92,10 +92,6 @@ export class ContainerCgroup {
     return t === null ? null : Number(t.trim());
   }
 
-  async memoryLimit(): Promise<number | null> {
-    return readNumber(this.file('memory', this.version === 2 ? 'memory.max' : 'memory.limit_in_bytes'));
-  }
-
   async oomKills(): Promise<number> {
     if (this.version === 2) return field(await readText(this.file('memory', 'memory.events')), 'oom_kill') ?? 0;
     return field(await readText(this.file('memory', 'memory.oom_control')), 'oom_kill') ?? 0;

@@ -23,7 +23,7 @@ redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[3]) * 1000)
 redis.call('ZREM', KEYS[4], cjson.decode(ARGV[1])['activationId'])
-redis.call('PUBLISH', ARGV[4], ARGV[1])
+redis.call('PUBLISH', ARGV[4], cjson.decode(ARGV[1])['activationId'] .. ' ' .. ARGV[1])
 return 1`;
 
 

@@ -7,7 +7,6 @@ import { OutputTail } from '../output';
 export interface OciRuntime {
   /** Creates and starts a container from a bundle; its stdout and stderr go to `output`. */
   run(id: string, bundle: string, output: OutputTail): Promise<void>;
-  kill(id: string, signal?: string): Promise<void>;
   /** Removes a container whatever its state (kills it first). Absent containers are fine. */
   delete(id: string): Promise<void>;
   list(): Promise<string[]>;
@@ -35,10 +34,6 @@ export class RuncRuntime implements OciRuntime {
       });
     });
     if (code !== 0) throw new CommandError(`${this.binary} run ${id}`, code, output.text().slice(-2000), code === null);
-  }
-
-  async kill(id: string, signal = 'KILL'): Promise<void> {
-    await run(this.binary, ['--root', this.root, 'kill', id, signal], { timeoutMs: 10_000 });
   }
 
   async delete(id: string): Promise<void> {

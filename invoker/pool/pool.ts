@@ -79,6 +79,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   private readonly latest = new Map<string, number>(); // namespace/name -> newest version seen
   private roomWaiters: (() => void)[] = [];
   private readonly starting = new Set<Promise<unknown>>(); // stem cells being started
+  private stemTaken = false; // a stem cell was used: replace it when a call ends
   private closed = false;
 
   constructor(private readonly factory: ContainerFactory<C, S>, private readonly o: PoolOptions) {}
@@ -160,9 +161,12 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     if (!container.healthy || (e.retiring && e.inFlight === 0)) await this.remove(e);
     else if (e.inFlight === 0) this.move(e, 'ready');
     this.notifyRoom();
-    // A stem cell used by this call is replaced now, not while the call ran: on a small host
+    // A stem cell used by a call is replaced now, not while the call ran: on a small host
     // starting it would have competed with the call for the CPU.
-    this.replenish();
+    if (this.stemTaken) {
+      this.stemTaken = false;
+      this.replenish();
+    }
   }
 
   async shutdown(): Promise<void> {
@@ -245,6 +249,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
       const [thawMs] = await Promise.all([e.container!.thaw(), e.container!.specialise(spec)]);
       this.o.onThaw?.(thawMs);
       done(true);
+      this.stemTaken = true;
       return { container: e.container!, start: 'prewarm', initMs: performance.now() - t };
     } catch (err) {
       this.o.log.warn({ err, container: e.id }, 'specialising a prewarmed container failed');

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { eventually, leftovers, Platform, startPlatform } from './harness';
+import { eventually, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -23,9 +23,7 @@ exports.handler = async (e) => {
 });
 afterAll(async () => {
   if (!p) return;
-  await p.stop();
-  expect(await leftovers(p, [])).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
-  await fsp.rm(p.stateDir, { recursive: true, force: true });
+  await stopClean(p);
   await fsp.rm(dir, { recursive: true, force: true });
 });
 

@@ -134,6 +134,14 @@ export async function leftovers(p: Platform, pids: number[]) {
   return { containers, mounts, cgroups, processes };
 }
 
+/** Stops a platform, checks it left nothing on the machine, and removes its state dir. */
+export async function stopClean(p: Platform, pids: number[] = []): Promise<void> {
+  await p.stop();
+  // Nothing the platform made is left: no container, mount, cgroup or process.
+  expect(await leftovers(p, pids)).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
+  await fsp.rm(p.stateDir, { recursive: true, force: true });
+}
+
 export const fn = (name: string) => path.join(ROOT, 'functions', name);
 
 /** Polls until `check` returns a value, or fails after `ms`. */

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { eventually, fn, leftovers, Platform, startPlatform } from './harness';
+import { eventually, fn, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(180_000);
 
@@ -691,9 +691,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (!p) return;
-  await p.stop();
-  expect(await leftovers(p, pids)).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
-  await fsp.rm(p.stateDir, { recursive: true, force: true });
+  await stopClean(p, pids);
   if (workDir) await fsp.rm(workDir, { recursive: true, force: true });
 });
 

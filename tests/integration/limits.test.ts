@@ -2,7 +2,7 @@
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fn, leftovers, Platform, startPlatform } from './harness';
+import { fn, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -18,9 +18,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   if (!p) return;
-  await p.stop();
-  expect(await leftovers(p, [])).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
-  await fsp.rm(p.stateDir, { recursive: true, force: true });
+  await stopClean(p);
   await fsp.rm(dir, { recursive: true, force: true });
 });
 

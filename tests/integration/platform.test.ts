@@ -4,7 +4,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tar from 'tar';
-import { eventually, fn, leftovers, Platform, startPlatform } from './harness';
+import { eventually, fn, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -23,10 +23,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (!p) return;
-  await p.stop();
-  // Nothing the platform made is left: no container, mount, cgroup or process.
-  expect(await leftovers(p, pids)).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
-  await fsp.rm(p.stateDir, { recursive: true, force: true });
+  await stopClean(p, pids);
 });
 
 describe('invoking', () => {

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { eventually, leftovers, Platform, startPlatform } from './harness';
+import { eventually, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -45,12 +45,6 @@ async function metric(p: Platform, name: string, labels: string): Promise<number
   const text = await (await fetch(`http://127.0.0.1:${p.env.KILN_INVOKER_METRICS_PORT}/metrics`)).text();
   const line = text.split('\n').find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(labels));
   return line ? Number(line.split(' ').pop()) : NaN;
-}
-
-async function stopClean(p: Platform) {
-  await p.stop();
-  expect(await leftovers(p, [])).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
-  await fsp.rm(p.stateDir, { recursive: true, force: true });
 }
 
 describe('prewarm, freeze, thaw and versions', () => {

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { eventually, fn, freePort, leftovers, Platform, ROOT, startPlatform } from './harness';
+import { eventually, fn, freePort, Platform, ROOT, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(180_000);
 
@@ -116,9 +116,7 @@ describe('Prometheus with the repo rules, scraping a real kiln', () => {
     }
     if (promDir) await fsp.rm(promDir, { recursive: true, force: true });
     if (p) {
-      await p.stop();
-      expect(await leftovers(p, [])).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
-      await fsp.rm(p.stateDir, { recursive: true, force: true });
+      await stopClean(p);
     }
   });
 
