@@ -14,7 +14,7 @@ import { ContainerCgroup } from './cgroups';
 import { run } from '../common/process';
 import { buildSpec, cpuSharesFor, HOST_ROOT_ID } from './oci/spec';
 import { OciRuntime } from './oci/runtime';
-import { RunReply, RuntimeClient, waitForSocket } from './protocol';
+import { CallError, RunReply, RuntimeClient, waitForSocket } from './protocol';
 import { OutputTail } from './output';
 import { mountRootfs, sharedMountPoint, unmountAll } from './rootfs';
 
@@ -159,8 +159,7 @@ export class Container {
     } catch (e) {
       const durationMs = performance.now() - started;
       this.healthy = false;
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ECONNREFUSED' || code === 'ENOENT') {
+      if (!(e as CallError).delivered && !abort.signal.aborted) {
         outcome = { status: 'system_error', error: { code: 'system_error', message: 'the container was gone before the call reached it' }, logs: [], durationMs, notDelivered: true };
       } else {
         outcome = abort.signal.aborted

@@ -10,6 +10,8 @@ export interface RunReply {
   replyBytes?: number; // the whole reply's size, set by the client
 }
 
+export type CallError = NodeJS.ErrnoException & { delivered: boolean };
+
 export class RuntimeClient {
   private readonly agent: http.Agent;
 
@@ -17,9 +19,15 @@ export class RuntimeClient {
     this.agent = new http.Agent({ keepAlive: true, maxSockets });
   }
 
+  /**
+   * Rejects with a `CallError`; its `delivered` says whether the runtime had acknowledged the
+   * request (sent its response headers) before the connection broke.
+   */
   post<T>(route: string, body: unknown, signal?: AbortSignal): Promise<T> {
     const payload = JSON.stringify(body);
-    return new Promise((resolve, reject) => {
+    return new Promise((resolve, reject_) => {
+      let delivered = false;
+      const reject = (e: Error) => reject_(Object.assign(e, { delivered }));
       const req = http.request(
         {
           socketPath: this.socketPath,
@@ -30,6 +38,7 @@ export class RuntimeClient {
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
         },
         (res) => {
+          delivered = true;
           const parts: Buffer[] = [];
           res.on('data', (c) => parts.push(c));
           res.on('end', () => {
@@ -39,7 +48,7 @@ export class RuntimeClient {
               if (value && typeof value === 'object') value.replyBytes = body.length;
               resolve(value as T);
             } catch (e) {
-              reject(e);
+              reject(e as Error);
             }
           });
           res.on('error', reject);

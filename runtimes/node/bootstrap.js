@@ -123,9 +123,15 @@ function readBody(req) {
 const server = http.createServer(async (req, res) => {
   try {
     const body = JSON.parse(await readBody(req));
+    if (req.url === '/run') {
+      // Headers go out before the handler runs: they tell the invoker the event arrived, so a
+      // connection that breaks before them is safe to retry elsewhere and one after is not.
+      res.writeHead(200, { 'content-type': 'application/json' }).flushHeaders();
+      res.end(await runCall(body.event, body.context));
+      return;
+    }
     let reply;
-    if (req.url === '/run') reply = await runCall(body.event, body.context);
-    else if (req.url === '/init') {
+    if (req.url === '/init') {
       specialise(body.handler, body.env);
       await handler.catch(() => {});
       reply = '{"ok":true}';
