@@ -77,4 +77,5 @@ export interface InvocationJob {
   config: Manifest;
   event: unknown;
   queuedAt: number;
+  resent?: boolean; // queued again by a caller repeating its activation id
 }

@@ -1,20 +1,17 @@
-// Accepting an invocation: look the function up, write the queued record, put the job on the
-// queue (the job id is the activation id, so a job is never queued twice), and for sync calls
-// wait for the final record up to the gateway's wait limit.
+// Accepting an invocation: look the function up and admit it (one script), put the job on the
+// queue (the job id is the activation id, so a job is never queued twice), write the queued
+// record, and for sync calls wait for the final record up to the gateway's wait limit.
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { badRequest, notFound } from '../common/errors';
 import { ActivationStore } from '../common/store/activations';
 import { FunctionStore } from '../common/store/functions';
-import { ActivationRecord, FINAL_STATUSES, InvocationJob } from '../common/types';
+import { ActivationRecord, FINAL_STATUSES, FunctionRecord, InvocationJob } from '../common/types';
 import { Admission } from './limits';
 import { ResultWaiter } from './results';
 
 // In-flight slots expire after the longest allowed timeout (see manifestSchema) plus margin.
 const MAX_TIMEOUT_MS = 15 * 60_000;
-
-/** A promise's outcome as a value: true, or the error. */
-const settle = (p: Promise<void>): Promise<true | Error> => p.then(() => true as const, (e: Error) => e);
 
 export interface Accepted {
   activationId: string;
@@ -39,21 +36,18 @@ export class Invocations {
    */
   async invoke(namespace: string, name: string, event: unknown, sync: boolean, onlyWeb = false, chosenId?: string): Promise<Accepted> {
     const activationId = chosenId ?? randomBytes(16).toString('hex');
-    // The lookups and the admission go to Redis together: one round trip instead of two.
-    const admitted = chosenId ? null : settle(this.admission.admit(namespace, activationId, MAX_TIMEOUT_MS));
-    const [fn, existing] = await Promise.all([this.functions.get(namespace, name), chosenId ? this.activations.get(chosenId) : null]);
+    let fn: FunctionRecord | null;
+    let existing: ActivationRecord | null = null;
+    if (chosenId) {
+      [fn, existing] = await Promise.all([this.functions.get(namespace, name), this.activations.get(chosenId)]);
+      if (fn && existing) {
+        if (existing.namespace !== namespace || existing.function !== name) throw badRequest('this activation id belongs to another invocation');
+        if (FINAL_STATUSES.includes(existing.status)) return { activationId, record: existing };
+      } else if (fn) fn = await this.admission.admit(namespace, name, activationId, MAX_TIMEOUT_MS);
+    } else fn = await this.admission.admit(namespace, name, activationId, MAX_TIMEOUT_MS);
     if (!fn || (onlyWeb && !fn.config.web)) {
-      if (admitted && (await admitted) === true) await this.admission.release(namespace, activationId).catch(() => undefined);
+      if (fn && !existing) await this.admission.release(namespace, activationId).catch(() => undefined);
       throw notFound(`no function '${name}' in namespace '${namespace}'`);
-    }
-    if (admitted) {
-      const a = await admitted;
-      if (a !== true) throw a;
-    } else if (existing) {
-      if (existing.namespace !== namespace || existing.function !== name) throw badRequest('this activation id belongs to another invocation');
-      if (FINAL_STATUSES.includes(existing.status)) return { activationId, record: existing };
-    } else {
-      await this.admission.admit(namespace, activationId, MAX_TIMEOUT_MS);
     }
     const queuedAt = existing?.queuedAt ?? Date.now();
     const job: InvocationJob = { activationId, namespace, function: name, version: fn.version, digest: fn.digest, config: fn.config, event, queuedAt };
@@ -62,7 +56,7 @@ export class Invocations {
       // The job first: if the gateway dies between the two writes, the job still runs and the
       // invoker writes the record. The job id is the activation id: adding it again while it
       // exists changes nothing.
-      await this.queue.add('invoke', existing ? { ...job, version: existing.version } : job, {
+      await this.queue.add('invoke', existing ? { ...job, version: existing.version, resent: true } : job, {
         jobId: activationId, removeOnComplete: true, removeOnFail: { age: 24 * 3600 },
         attempts: this.attempts, backoff: { type: 'exponential', delay: 200 },
       });

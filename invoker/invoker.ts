@@ -221,8 +221,13 @@ export class Invoker {
     let logs: string[] = [];
     try {
       const startedAt = Date.now();
-      // One round trip: a job whose activation is already final was done before, never rerun.
-      const attempt = await this.activations.begin({ ...base, startedAt });
+      // A job whose activation is already final was done before, and is never run again. Only a
+      // job delivered before (stalled, delayed, retried) or queued again by its caller can be
+      // one: for a first delivery the record is marked running while the call goes out.
+      const firstDelivery = job.attemptsStarted === 1 && !j.resent;
+      const begun = this.activations.begin({ ...base, startedAt });
+      if (firstDelivery) begun.catch(() => undefined); // awaited after the call
+      const attempt = firstDelivery ? 1 : await begun;
       if (attempt === 0) return 'duplicate';
       base.attempt = attempt;
       this.inHand.set(j.activationId, { ...base, startedAt });
@@ -239,6 +244,7 @@ export class Invoker {
         outcome = await lease.container.invoke(j.event, context, j.config.timeoutMs);
       }
       logs = outcome.logs;
+      if (firstDelivery && (await begun.catch(() => 1)) !== 1) this.log.warn({ activationId: j.activationId }, 'a first delivery found its activation begun before');
       final = {
         ...base, startedAt, status: outcome.status, start: lease.start, endedAt: Date.now(),
         waitMs: startedAt - j.queuedAt, initMs: Math.round(lease.initMs * 1000) / 1000,

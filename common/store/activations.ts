@@ -9,7 +9,8 @@ import { ActivationRecord, FINAL_STATUSES } from '../types';
 const KEEP_PER_LIST = 1000;
 
 // KEYS: record, logs, usage, in-flight. ARGV: record json, logs json, ttl, channel, final statuses (csv),
-// usage member, endedAt. The usage entry is written with the final record, in the same script.
+// usage member, endedAt, activation id. The usage entry is written with the final record, in the
+// same script.
 const FINISH = `
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -22,9 +23,22 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[3]) * 1000)
-redis.call('ZREM', KEYS[4], cjson.decode(ARGV[1])['activationId'])
-redis.call('PUBLISH', ARGV[4], cjson.decode(ARGV[1])['activationId'] .. ' ' .. ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[8])
+redis.call('PUBLISH', ARGV[4], ARGV[8] .. ' ' .. ARGV[1])
 return 1`;
+
+// KEYS: record, the function's list, the namespace's list. ARGV: queued record json, ttl,
+// queuedAt, activation id, list length kept. Writes the record unless one exists (an invoker
+// that took the job first wrote it) and lists the activation either way; 1 if it wrote it.
+const CREATE = `
+local created = redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX')
+for i = 2, 3 do
+  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[4])
+  if redis.call('ZCARD', KEYS[i]) > tonumber(ARGV[5]) then redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -tonumber(ARGV[5]) - 1) end
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+end
+if created then return 1 end
+return 0`;
 
 
 // KEYS: record. ARGV: running record json (without attempt), ttl, final statuses.
@@ -45,6 +59,7 @@ rec['attempt'] = attempt
 redis.call('SET', KEYS[1], cjson.encode(rec), 'EX', ARGV[2])
 return attempt`;
 
+const create = luaScript(CREATE);
 const begin = luaScript(BEGIN);
 const finish = luaScript(FINISH);
 
@@ -64,15 +79,11 @@ export class ActivationStore {
    * invoker that took the job first wrote it: it is listed all the same).
    */
   async create(r: ActivationRecord): Promise<boolean> {
-    const t = this.redis.multi();
-    t.set(keys.activation(r.activationId), JSON.stringify(r), 'EX', this.ttlSeconds, 'NX');
-    for (const list of [keys.activationsByFn(r.namespace, r.function), keys.activationsByNs(r.namespace)]) {
-      t.zadd(list, r.queuedAt, r.activationId);
-      t.zremrangebyrank(list, 0, -KEEP_PER_LIST - 1);
-      t.expire(list, this.ttlSeconds);
-    }
-    const results = await t.exec();
-    return results?.[0]?.[1] === 'OK';
+    const n = await create(
+      this.redis, 3, keys.activation(r.activationId), keys.activationsByFn(r.namespace, r.function), keys.activationsByNs(r.namespace),
+      JSON.stringify(r), this.ttlSeconds, r.queuedAt, r.activationId, KEEP_PER_LIST,
+    );
+    return n === 1;
   }
 
   /** Marks a call as running; returns its attempt number, or 0 if the record is already final. */
@@ -86,7 +97,7 @@ export class ActivationStore {
     const usage = `${r.activationId}|${r.billedMs ?? 0}|${r.memoryMB}|${r.cpuMs ?? 0}`;
     const n = await finish(
       this.redis, 4, keys.activation(r.activationId), keys.activationLogs(r.activationId), keys.usage(r.namespace), keys.inFlight(r.namespace),
-      JSON.stringify(r), JSON.stringify(logs), this.ttlSeconds, DONE_CHANNEL, FINAL_STATUSES.join(','), usage, endedAt,
+      JSON.stringify(r), JSON.stringify(logs), this.ttlSeconds, DONE_CHANNEL, FINAL_STATUSES.join(','), usage, endedAt, r.activationId,
     );
     return n === 1;
   }
