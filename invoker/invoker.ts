@@ -35,7 +35,7 @@ export class Invoker {
   private heartbeat?: NodeJS.Timeout;
   private peerSweep?: NodeJS.Timeout;
   private deploys?: Redis; // subscribed to DEPLOYED_CHANNEL
-  private readonly fetching = new Map<string, Promise<string>>(); // code layers being fetched
+  private readonly codeLayers = new Map<string, Promise<string>>(); // by digest: fetched, or being fetched
   private readonly inHand = new Map<string, ActivationRecord>(); // running calls, for shutdown
 
   constructor(private readonly config: Config, private readonly redis: Redis, private readonly log: Logger) {
@@ -167,9 +167,12 @@ export class Invoker {
     return [this.layerStore.rootPath(this.layers.runtimes[runtime]), this.layerStore.rootPath(this.layers.base)];
   }
 
-  /** The function's code layer on this host: fetched from Redis and unpacked once. */
+  /**
+   * The function's code layer on this host: fetched from Redis and unpacked once. Layers are
+   * never removed while the invoker runs, so one found is remembered (no disk check per call).
+   */
   private functionLayer(digest: string): Promise<string> {
-    let p = this.fetching.get(digest);
+    let p = this.codeLayers.get(digest);
     if (!p) {
       p = (async () => {
         if (!(await this.layerStore.has(digest))) {
@@ -179,8 +182,9 @@ export class Invoker {
           await this.layerStore.unpack(digest, 'function');
         }
         return this.layerStore.rootPath(digest);
-      })().finally(() => this.fetching.delete(digest));
-      this.fetching.set(digest, p);
+      })();
+      p.catch(() => this.codeLayers.delete(digest)); // tried again by the next call
+      this.codeLayers.set(digest, p);
     }
     return p;
   }
