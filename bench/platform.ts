@@ -1,8 +1,8 @@
 // A real kiln for the benchmark: `node dist/platform/main.js` (embedded redis-server, gateway,
-// invoker) in its own state dir on free ports, as the integration tests' harness starts it.
+// invoker) in its own state dir on free ports, started by platform/launch.ts.
 // Also what the benchmark reads of it: the API, the invoker's metrics, its containers on disk
 // and in the cgroup tree, and whether anything is left after it stopped.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as http from 'node:http';
@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { packDirectory } from '../cli/package';
 import { cgroupVersion } from '../invoker/cgroups';
 import { REPO_ROOT } from '../common/paths';
-import { exec, freePort, progress, request, TimedResponse, waitFor } from './util';
+import { launch, platformEnv, stopPlatform } from '../platform/launch';
+import { exec, progress, request, TimedResponse, waitFor } from './util';
 
 export interface PlatformOptions {
   name: string; // run label, e.g. run1
@@ -66,41 +67,14 @@ export class Platform {
 
   async start(): Promise<void> {
     await fsp.mkdir(this.stateDir, { recursive: true });
-    this.port = await freePort();
-    this.metricsPort = await freePort();
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      KILN_STATE_DIR: this.stateDir,
-      KILN_LAYERS_DIR: path.join(REPO_ROOT, '.kiln', 'layers'),
-      KILN_PORT: String(this.port),
-      KILN_HOST: '127.0.0.1',
-      KILN_INVOKER_METRICS_PORT: String(this.metricsPort),
-      KILN_INVOKER_ID: this.invokerId,
-      KILN_DEPLOY_EXAMPLES: '0',
-      KILN_LOG_LEVEL: 'warn',
-      ...this.o.env,
-    };
-    delete env.REDIS_URL; // always the embedded redis-server
+    const env = await platformEnv(this.stateDir, this.invokerId, this.o.env);
+    this.port = Number(env.KILN_PORT);
+    this.metricsPort = Number(env.KILN_INVOKER_METRICS_PORT);
     progress(`${this.o.name}: starting kiln (${Object.entries(this.o.env).map(([k, v]) => `${k}=${v}`).join(' ')})`);
-    this.child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'platform', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (d) => (this.output = (this.output + d).slice(-20_000)));
-    this.child.stderr!.on('data', (d) => (this.output = (this.output + d).slice(-20_000)));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`kiln did not start within 60 s:\n${this.output}`)), 60_000);
-      const check = () => {
-        if (this.output.includes('kiln is running')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      this.child.stdout!.on('data', check);
-      this.child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`kiln exited with ${code} while starting:\n${this.output}`));
-      });
-    });
-    this.url = `http://127.0.0.1:${this.port}`;
-    this.key = (await fsp.readFile(path.join(this.stateDir, 'admin-key'), 'utf8')).trim();
+    const up = await launch(env, { onOutput: (d) => (this.output = (this.output + d).slice(-20_000)) });
+    this.child = up.child;
+    this.url = up.url;
+    this.key = up.key;
     await waitFor('the invoker metrics endpoint', async () => (await this.metrics().catch(() => null)) !== null, 30_000, 100);
   }
 
@@ -110,15 +84,8 @@ export class Platform {
   }
 
   async stop(): Promise<void> {
-    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise((r) => this.child.once('exit', r));
-    this.child.kill('SIGTERM');
-    const done = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 90_000))]);
-    if (!done) {
-      progress(`${this.o.name}: kiln did not stop within 90 s; sending SIGKILL`);
-      this.child.kill('SIGKILL');
-      await exited;
-    }
+    if (!this.child) return;
+    if (!(await stopPlatform(this.child))) progress(`${this.o.name}: kiln did not stop within 90 s; it was sent SIGKILL`);
     this.seqAgent.destroy();
     this.adminAgent.destroy();
   }

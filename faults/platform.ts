@@ -3,13 +3,13 @@
 // starts it; plus what the chaos run needs around it: the host's process table (to find the
 // platform's processes by title and to see that none outlives it), the containers on disk, and
 // the check that nothing of this platform is left on the machine once it stopped.
-import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { ChildProcess, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO_ROOT } from '../common/paths';
+import { launch, platformEnv } from '../platform/launch';
 
 const CG_ROOT = '/sys/fs/cgroup';
 const OUTPUT_CAP = 4 * 2 ** 20;
@@ -152,21 +152,7 @@ export class Platform {
   static async create(o: PlatformOptions = {}): Promise<Platform> {
     const stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-chaos-'));
     const invokerId = `ch-${randomBytes(4).toString('hex')}`;
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      KILN_STATE_DIR: stateDir,
-      KILN_LAYERS_DIR: path.join(REPO_ROOT, '.kiln', 'layers'),
-      KILN_HOST: '127.0.0.1',
-      KILN_PORT: String(await freePort()),
-      KILN_INVOKER_METRICS_PORT: String(await freePort()),
-      KILN_INVOKER_ID: invokerId,
-      KILN_DEPLOY_EXAMPLES: '0',
-      KILN_LOG_LEVEL: 'warn',
-      ...(o.env ?? {}),
-    };
-    delete env.REDIS_URL; // always the embedded redis-server, inside the state dir
-    delete env.KILN_URL;
-    delete env.KILN_API_KEY;
+    const env = await platformEnv(stateDir, invokerId, o.env); // always the embedded redis-server
     return new Platform(stateDir, invokerId, env);
   }
 
@@ -187,38 +173,10 @@ export class Platform {
   async start(signal?: AbortSignal, timeoutMs = 60_000): Promise<void> {
     // Its own process group: a Ctrl-C in the terminal reaches the chaos run only, which then
     // stops the platform in order (SIGTERM) instead of every process getting SIGINT at once.
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'platform', 'main.js')], {
-      env: this.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
-    });
-    this.child = child;
-    child.stdout!.on('data', (d) => this.append(String(d)));
-    child.stderr!.on('data', (d) => this.append(String(d)));
-    await new Promise<void>((resolve, reject) => {
-      const fail = (why: string) => {
-        cleanup();
-        reject(new Error(`${why}\n${this.out.slice(-4000)}`));
-      };
-      const timer = setTimeout(() => fail(`kiln did not start within ${timeoutMs / 1000} s`), timeoutMs);
-      const check = () => {
-        if (this.out.includes('kiln is running')) {
-          cleanup();
-          resolve();
-        }
-      };
-      const exited = (code: number | null, sig: string | null) => fail(`kiln exited (${code ?? sig}) while starting`);
-      const aborted = () => fail('interrupted while kiln was starting');
-      const cleanup = () => {
-        clearTimeout(timer);
-        child.stdout!.off('data', check);
-        child.off('exit', exited);
-        signal?.removeEventListener('abort', aborted);
-      };
-      child.stdout!.on('data', check);
-      child.once('exit', exited);
-      signal?.addEventListener('abort', aborted, { once: true });
-    });
-    this.url = `http://127.0.0.1:${this.env.KILN_PORT}`;
-    this.key = (await fsp.readFile(path.join(this.stateDir, 'admin-key'), 'utf8')).trim();
+    const up = await launch(this.env, { detached: true, signal, timeoutMs, onOutput: (d) => this.append(d) });
+    this.child = up.child;
+    this.url = up.url;
+    this.key = up.key;
     this.track();
   }
 

@@ -1,6 +1,6 @@
 // Starts a real kiln (embedded redis-server, gateway, invoker: `node dist/platform/main.js`) in a
 // temporary state dir on free ports, and checks afterwards that nothing was left behind.
-import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { ChildProcess, execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -30,41 +30,15 @@ export interface Platform {
 }
 
 import { freePort } from '../../common/net';
+import { launch, platformEnv, stopPlatform } from '../../platform/launch';
 
 export { freePort };
 
 export async function startPlatform(extraEnv: NodeJS.ProcessEnv = {}): Promise<Platform> {
   const stateDir = extraEnv.KILN_STATE_DIR ?? (await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-it-')));
-  const port = await freePort();
   const invokerId = extraEnv.KILN_INVOKER_ID ?? `it-${path.basename(stateDir).slice(-6).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    KILN_STATE_DIR: stateDir,
-    KILN_LAYERS_DIR: path.join(ROOT, '.kiln', 'layers'),
-    KILN_PORT: String(port),
-    KILN_INVOKER_METRICS_PORT: String(await freePort()),
-    KILN_INVOKER_ID: invokerId,
-    KILN_DEPLOY_EXAMPLES: '0',
-    KILN_LOG_LEVEL: 'warn',
-    ...extraEnv,
-  };
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'platform', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`platform did not start:\n${output}`)), 60_000);
-    const check = () => {
-      if (output.includes('kiln is running')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', check);
-    child.once('exit', (code) => reject(new Error(`platform exited ${code}:\n${output}`)));
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const key = (await fsp.readFile(path.join(stateDir, 'admin-key'), 'utf8')).trim();
+  const env = await platformEnv(stateDir, invokerId, extraEnv);
+  const { child, url, key } = await launch(env);
   const cliEnv = { ...env, KILN_URL: url, KILN_API_KEY: key };
 
   const p: Platform = {
@@ -100,10 +74,7 @@ export async function startPlatform(extraEnv: NodeJS.ProcessEnv = {}): Promise<P
       return stdout.split('\n').filter(Boolean).map(Number);
     },
     async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
+      await stopPlatform(child);
     },
   };
   return p;
