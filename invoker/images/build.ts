@@ -18,6 +18,7 @@ export interface RuntimeLayers {
 }
 
 const BOOTSTRAP = path.join(REPO_ROOT, 'runtimes', 'node', 'bootstrap.js');
+const WARM_UP = path.join(REPO_ROOT, 'runtimes', 'node', 'warm-up.js');
 // Mount points must exist in the image: the container root is read-only.
 const BASE_DIRS = ['bin', 'dev', 'etc', 'function', 'opt/kiln', 'proc', 'run/kiln', 'sys', 'tmp', 'usr/bin'];
 
@@ -114,6 +115,7 @@ export async function buildNodeLayer(store: LayerStore, nodeBinary: string): Pro
   const dir = await stage(async (s) => {
     await put(s, 'usr/bin/node', nodeBinary, 0o755);
     await put(s, 'opt/kiln/bootstrap.js', BOOTSTRAP, 0o644);
+    await put(s, 'opt/kiln/warm-up.js', WARM_UP, 0o644);
   });
   try {
     return await packLayer(store, dir);

@@ -17,9 +17,9 @@ const MAX_LOG_BYTES = Number(process.env.KILN_MAX_LOG_BYTES) || 64 * 1024;
 const calls = new AsyncLocalStorage();
 let handler = null; // Promise of the handler function, once specialised
 
-function loadHandler(spec) {
+function loadHandler(spec, dir = FUNCTION_DIR) {
   const dot = spec.lastIndexOf('.');
-  const file = path.join(FUNCTION_DIR, spec.slice(0, dot));
+  const file = path.join(dir, spec.slice(0, dot));
   const name = spec.slice(dot + 1);
   const found = ['', '.js', '.cjs', '.mjs'].map((ext) => file + ext).find((f) => isFile(f));
   if (!found) return Promise.reject(new Error(`handler module not found: ${spec.slice(0, dot)}`));
@@ -93,14 +93,14 @@ function errorOf(err) {
   return { message: e.message, stack: e.stack, errno: typeof e.code === 'string' ? e.code : undefined };
 }
 
-async function runCall(event, context) {
+async function runCall(event, context, loaded) {
   const call = { logs: [], bytes: 0, truncated: false, fail: null };
   const failed = new Promise((_, reject) => { call.fail = reject; });
   return calls.run(call, async () => {
     const ctx = { ...context, getRemainingTimeInMillis: () => context.deadline - Date.now() };
     try {
-      if (!handler) throw new Error('container not initialised with a handler');
-      const fn = await handler;
+      if (!loaded) throw new Error('container not initialised with a handler');
+      const fn = await loaded;
       const result = await Promise.race([Promise.resolve().then(() => fn(event, ctx)), failed]);
       const json = JSON.stringify(result === undefined ? null : result);
       if (json === undefined) throw new Error('the result is not JSON-serialisable');
@@ -123,11 +123,14 @@ function readBody(req) {
 const server = http.createServer(async (req, res) => {
   try {
     const body = JSON.parse(await readBody(req));
-    if (req.url === '/run') {
+    if (req.url === '/run' || req.url === '/warm') {
       // Headers go out before the handler runs: they tell the invoker the event arrived, so a
       // connection that breaks before them is safe to retry elsewhere and one after is not.
       res.writeHead(200, { 'content-type': 'application/json' }).flushHeaders();
-      res.end(await runCall(body.event, body.context));
+      // /warm: a stem cell runs one call of kiln's own no-op module before it is frozen, so the
+      // module loader and this path are compiled before its first real call.
+      const loaded = req.url === '/run' ? handler : loadHandler('warm-up.handler', __dirname);
+      res.end(await runCall(body.event, body.context, loaded));
       return;
     }
     let reply;

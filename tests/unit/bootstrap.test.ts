@@ -321,6 +321,39 @@ describe('bootstrap with other module shapes', () => {
     expect(r).toMatchObject({ ok: true, result: 'hello kiln act-9' });
   });
 
+  it('runs its own no-op handler on POST /warm and stays unspecialised', async () => {
+    const rt = await startRuntime({ 'index.js': 'exports.handler = async () => "mine";\n' });
+    const warm = await post(rt, '/warm', { event: { x: 1 }, context: { activationId: 'warm-up', deadline: Date.now() + 1000 } });
+    expect(warm.status).toBe(200);
+    expect(warm.body).toMatchObject({ ok: true, result: { x: 1 } });
+    expect((await run(rt, {})).error!.message).toMatch(/not initiali[sz]ed/);
+    expect((await post<{ ok: boolean }>(rt, '/init', { handler: 'index.handler' })).body.ok).toBe(true);
+    expect(await run(rt, {})).toMatchObject({ ok: true, result: 'mine' });
+  });
+
+  it('sends the response headers of /run before the handler finishes: the invoker\'s sign that the event arrived', async () => {
+    const gate = path.join(os.tmpdir(), `kiln-boot-gate-${process.pid}-${Date.now()}`);
+    // The handler finishes only once the gate file exists, which the test makes after the headers came.
+    const rt = await startRuntime({ 'index.js': `const fs = require('fs');\nexports.handler = () => new Promise((r) => { const t = setInterval(() => { if (fs.existsSync(${JSON.stringify(gate)})) { clearInterval(t); r('through'); } }, 5); });\n` }, { KILN_HANDLER: 'index.handler' });
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const payload = JSON.stringify({ event: {}, context: { activationId: 'g', deadline: Date.now() + 5000 } });
+        const req = http.request({ socketPath: rt.socket, path: '/run', method: 'POST', headers: { 'content-length': Buffer.byteLength(payload) } }, (res) => {
+          expect(res.statusCode).toBe(200);
+          fs.writeFileSync(gate, ''); // headers are here while the handler still waits
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve(text));
+        });
+        req.on('error', reject);
+        req.end(payload);
+      });
+      expect(JSON.parse(body)).toMatchObject({ ok: true, result: 'through' });
+    } finally {
+      fs.rmSync(gate, { force: true });
+    }
+  });
+
   it('answers 404 to an unknown route', async () => {
     const rt = await startRuntime({ 'index.js': CJS }, { KILN_HANDLER: 'index.handler' });
     const status = await new Promise<number>((resolve, reject) => {
