@@ -1,10 +1,20 @@
 // The function registry: one record per namespace/name with its version history, and the code
 // packages themselves as content-addressed blobs, so any invoker on any host can fetch them.
 import { Redis } from 'ioredis';
+import { luaScript } from '../redis';
 import { DEPLOYED_CHANNEL, keys } from '../redis-keys';
 import { FunctionRecord, Manifest } from '../types';
 
 const KEEP_VERSIONS = 20;
+
+// KEYS: record, the namespace's index. ARGV: the record as read ('' for none), the new record,
+// the function's name. Writes and indexes the new record only if the stored one is unchanged.
+const REPLACE_IF = `
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1`;
+const replaceIf = luaScript(REPLACE_IF);
 
 export class FunctionStore {
   constructor(private readonly redis: Redis) {}
@@ -23,19 +33,17 @@ export class FunctionStore {
 
   /**
    * Deploys a package. The same bytes as the current version change nothing; otherwise a new
-   * version is recorded. WATCH makes concurrent deploys of one function retry, not clash.
+   * version is recorded. The record is replaced only if it is still the one read (a Lua
+   * compare-and-set): concurrent deploys of one function retry, never clash. (WATCH would not
+   * do: it belongs to a connection, and this one is shared by every request.)
    */
   async deploy(namespace: string, config: Manifest, digest: string, code: Buffer): Promise<FunctionRecord> {
     await this.redis.set(keys.blob(digest), code, 'NX');
     const key = keys.fn(namespace, config.name);
     for (;;) {
-      await this.redis.watch(key);
       const s = await this.redis.get(key);
       const cur = s ? (JSON.parse(s) as FunctionRecord) : null;
-      if (cur && cur.digest === digest) {
-        await this.redis.unwatch();
-        return cur;
-      }
+      if (cur && cur.digest === digest) return cur;
       const now = Date.now();
       const version = (cur?.version ?? 0) + 1;
       const next: FunctionRecord = {
@@ -48,8 +56,7 @@ export class FunctionStore {
         updatedAt: now,
         versions: [...(cur?.versions ?? []), { version, digest, deployedAt: now }].slice(-KEEP_VERSIONS),
       };
-      const ok = await this.redis.multi().set(key, JSON.stringify(next)).sadd(keys.fnIndex(namespace), config.name).exec();
-      if (ok) {
+      if ((await replaceIf(this.redis, 2, key, keys.fnIndex(namespace), s ?? '', JSON.stringify(next), config.name)) === 1) {
         await this.redis.publish(DEPLOYED_CHANNEL, digest);
         return next;
       }

@@ -237,6 +237,30 @@ describe('the CLI', () => {
     expect((await p.cli(['inspect', 'nope'])).code).not.toBe(0);
   });
 
+  it('gives concurrent deploys of different code one version each, the last deployed serving', async () => {
+    const dirs = await Promise.all([1, 2, 3, 4].map(async (i) => {
+      const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-racer-'));
+      await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name: 'racer', runtime: 'node20', handler: 'index.handler' }));
+      await fsp.writeFile(path.join(dir, 'index.js'), `exports.handler = async () => ${i};\n`);
+      return dir;
+    }));
+    try {
+      // Packed first, then sent at once, so the deploys overlap in the gateway.
+      const packages = await Promise.all(dirs.map((d) => tarball(d, ['kiln.json', 'index.js'])));
+      const deployed = await Promise.all(packages.map((raw) => p.api('PUT', '/v1/functions/racer', undefined, { raw, contentType: 'application/gzip' })));
+      const versions = deployed.map((r) => r.body.version as number);
+      expect([...versions].sort()).toEqual([1, 2, 3, 4]);
+      const inspect = JSON.parse((await p.cli(['inspect', 'racer', '--json'])).stdout);
+      expect(inspect.version).toBe(4);
+      expect(inspect.versions.map((v: { version: number }) => v.version)).toEqual([1, 2, 3, 4]);
+      const last = versions.indexOf(4) + 1;
+      expect((await p.api('POST', '/v1/functions/racer/invoke', {})).body).toBe(last);
+    } finally {
+      await Promise.all(dirs.map((d) => fsp.rm(d, { recursive: true, force: true })));
+      await p.cli(['rm', 'racer']);
+    }
+  });
+
   it('keeps namespaces apart', async () => {
     const created = await p.cli(['namespaces', 'create', 'team-a', '--json']);
     expect(created.code).toBe(0);
