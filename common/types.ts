@@ -4,7 +4,12 @@ import { z } from 'zod';
 export const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 export const RUNTIMES = ['node20'] as const;
-export type RuntimeName = (typeof RUNTIMES)[number];
+
+/** The longest timeoutMs a function may have. */
+export const MAX_TIMEOUT_MS = 15 * 60_000;
+
+/** An activation id: 32 lowercase hex characters. */
+export const ACTIVATION_ID_RE = /^[0-9a-f]{32}$/;
 
 /** kiln.json, as in the contract. Unknown keys are refused so typos are seen. */
 export const manifestSchema = z
@@ -13,7 +18,7 @@ export const manifestSchema = z
     runtime: z.enum(RUNTIMES),
     handler: z.string().regex(/^[A-Za-z0-9_./-]+\.[A-Za-z_$][A-Za-z0-9_$]*$/, 'FILE.EXPORT, e.g. index.handler'),
     memoryMB: z.number().int().min(64).max(4096).default(256),
-    timeoutMs: z.number().int().min(100).max(15 * 60_000).default(60_000),
+    timeoutMs: z.number().int().min(100).max(MAX_TIMEOUT_MS).default(60_000),
     concurrency: z.number().int().min(1).max(100).default(1),
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
     web: z.boolean().default(false),
@@ -21,6 +26,13 @@ export const manifestSchema = z
   .strict();
 
 export type Manifest = z.infer<typeof manifestSchema>;
+
+/** A kiln.json's contents as a Manifest, or what is wrong with them (one line). */
+export function checkManifest(json: unknown): Manifest | string {
+  const parsed = manifestSchema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  return parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+}
 
 /** What the registry keeps for one deployed function. */
 export interface FunctionRecord {

@@ -6,12 +6,9 @@ import { Queue } from 'bullmq';
 import { badRequest, notFound } from '../common/errors';
 import { ActivationStore } from '../common/store/activations';
 import { FunctionStore } from '../common/store/functions';
-import { ActivationRecord, FINAL_STATUSES, FunctionRecord, InvocationJob } from '../common/types';
+import { ActivationRecord, FINAL_STATUSES, FunctionRecord, InvocationJob, MAX_TIMEOUT_MS } from '../common/types';
 import { Admission } from './limits';
 import { ResultWaiter } from './results';
-
-// In-flight slots expire after the longest allowed timeout (see manifestSchema) plus margin.
-const MAX_TIMEOUT_MS = 15 * 60_000;
 
 export interface Accepted {
   activationId: string;
@@ -36,19 +33,16 @@ export class Invocations {
    */
   async invoke(namespace: string, name: string, event: unknown, sync: boolean, onlyWeb = false, chosenId?: string): Promise<Accepted> {
     const activationId = chosenId ?? randomBytes(16).toString('hex');
+    const existing = chosenId ? await this.activations.get(chosenId) : null;
     let fn: FunctionRecord | null;
-    let existing: ActivationRecord | null = null;
-    if (chosenId) {
-      [fn, existing] = await Promise.all([this.functions.get(namespace, name), this.activations.get(chosenId)]);
-      if (fn && existing) {
-        if (existing.namespace !== namespace || existing.function !== name) throw badRequest('this activation id belongs to another invocation');
-        if (FINAL_STATUSES.includes(existing.status)) return { activationId, record: existing };
-      } else if (fn) fn = await this.admission.admit(namespace, name, activationId, MAX_TIMEOUT_MS);
-    } else fn = await this.admission.admit(namespace, name, activationId, MAX_TIMEOUT_MS);
-    if (!fn || (onlyWeb && !fn.config.web)) {
-      if (fn && !existing) await this.admission.release(namespace, activationId).catch(() => undefined);
-      throw notFound(`no function '${name}' in namespace '${namespace}'`);
-    }
+    if (existing) {
+      // A repeated request: it already holds its admission slot.
+      if (existing.namespace !== namespace || existing.function !== name) throw badRequest('this activation id belongs to another invocation');
+      if (FINAL_STATUSES.includes(existing.status)) return { activationId, record: existing };
+      fn = await this.functions.get(namespace, name);
+      if (fn && onlyWeb && !fn.config.web) fn = null;
+    } else fn = await this.admission.admit(namespace, name, activationId, MAX_TIMEOUT_MS, onlyWeb); // the slot outlives any call
+    if (!fn) throw notFound(`no function '${name}' in namespace '${namespace}'`);
     const queuedAt = existing?.queuedAt ?? Date.now();
     const job: InvocationJob = { activationId, namespace, function: name, version: fn.version, digest: fn.digest, config: fn.config, event, queuedAt };
     const pending = sync ? this.waiter.expect(activationId) : null;
@@ -56,7 +50,7 @@ export class Invocations {
       // The job first: if the gateway dies between the two writes, the job still runs and the
       // invoker writes the record. The job id is the activation id: adding it again while it
       // exists changes nothing.
-      await this.queue.add('invoke', existing ? { ...job, version: existing.version, resent: true } : job, {
+      await this.queue.add('invoke', existing ? { ...job, resent: true } : job, {
         jobId: activationId, removeOnComplete: true, removeOnFail: { age: 24 * 3600 },
         attempts: this.attempts, backoff: { type: 'exponential', delay: 200 },
       });

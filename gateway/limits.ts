@@ -10,11 +10,13 @@ import { keys } from '../common/redis-keys';
 import { FunctionRecord } from '../common/types';
 
 // KEYS: function, bucket, in-flight zset. ARGV: rate/s, burst, in-flight limit, now ms, id,
-// expiry ms. Returns {1, function json}, {0} for no such function (no slot taken), or {-1} / {-2}
-// when over the rate / in-flight limit.
+// expiry ms, '1' for web calls only. Returns {1, function json}, {0} for no such function (or
+// one not exposed on the web, for a web call; no slot taken), or {-1} / {-2} when over the rate /
+// in-flight limit.
 const ADMIT = `
 local fn = redis.call('GET', KEYS[1])
 if not fn then return {0} end
+if ARGV[7] == '1' and cjson.decode(fn)['config']['web'] ~= true then return {0} end
 local now = tonumber(ARGV[4])
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -49,13 +51,14 @@ export class Admission {
 
   /**
    * Looks the function up and takes a slot for one invocation of it: null (and no slot) when
-   * there is no such function; throws rate_limited (429) when over a limit.
+   * there is no such function, or `onlyWeb` and it is not a web function; throws rate_limited
+   * (429) when over a limit.
    */
-  async admit(namespace: string, name: string, activationId: string, timeoutMs: number): Promise<FunctionRecord | null> {
+  async admit(namespace: string, name: string, activationId: string, timeoutMs: number, onlyWeb = false): Promise<FunctionRecord | null> {
     const { ratePerSecond, burst, inFlight } = this.limits;
     const [r, fn] = (await admit(
       this.redis, 3, keys.fn(namespace, name), keys.rateBucket(namespace), keys.inFlight(namespace),
-      ratePerSecond, Math.max(1, burst), inFlight, Date.now(), activationId, timeoutMs + 5 * 60_000,
+      ratePerSecond, Math.max(1, burst), inFlight, Date.now(), activationId, timeoutMs + 5 * 60_000, onlyWeb ? '1' : '0',
     )) as [number, string?];
     if (r === -1) throw new KilnError('rate_limited', `namespace '${namespace}' is over its rate limit of ${ratePerSecond} invocations per second`);
     if (r === -2) throw new KilnError('rate_limited', `namespace '${namespace}' has ${inFlight} invocations in flight, its limit`);
