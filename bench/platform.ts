@@ -3,14 +3,13 @@
 // Also what the benchmark reads of it: the API, the invoker's metrics, its containers on disk
 // and in the cgroup tree, and whether anything is left after it stopped.
 import { ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { packDirectory } from '../cli/package';
 import { cgroupVersion } from '../invoker/cgroups';
 import { REPO_ROOT } from '../common/paths';
-import { launch, platformEnv, stopPlatform } from '../platform/launch';
+import { launch, leftovers, Leftovers, platformEnv, stopPlatform } from '../platform/launch';
 import { exec, progress, request, TimedResponse, waitFor } from './util';
 
 export interface PlatformOptions {
@@ -204,19 +203,8 @@ export class Platform {
   }
 
   /** What is still on the machine of this platform after it stopped. Empty lists mean clean. */
-  async leftovers(): Promise<{ containers: string[]; mounts: string[]; cgroups: string[]; processes: number[] }> {
-    const runcRoot = path.join(this.stateDir, 'runc', this.invokerId);
-    const containers = fs.existsSync(runcRoot) ? (await exec('runc', ['--root', runcRoot, 'list', '-q'])).stdout.split('\n').filter(Boolean) : [];
-    const mounts = (await fsp.readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes(this.stateDir));
-    const cgroups: string[] = [];
-    for (const h of await fsp.readdir(CG_ROOT)) {
-      const dir = path.join(CG_ROOT, h, 'kiln', this.invokerId);
-      if (fs.existsSync(dir)) cgroups.push(dir);
-    }
-    if (fs.existsSync(path.join(CG_ROOT, 'kiln', this.invokerId))) cgroups.push(path.join(CG_ROOT, 'kiln', this.invokerId));
-    const r = await exec('pgrep', ['-f', this.stateDir]);
-    const processes = r.stdout.split('\n').filter(Boolean).map(Number);
-    return { containers, mounts, cgroups, processes };
+  leftovers(): Promise<Leftovers> {
+    return leftovers(this.stateDir, this.invokerId);
   }
 }
 

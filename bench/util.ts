@@ -1,5 +1,5 @@
 // Small helpers shared by the benchmark: progress output, timed HTTP requests (TCP or unix
-// socket), free ports, waiting with a bound, and running commands.
+// socket), waiting with a bound, and running commands.
 import { execFile } from 'node:child_process';
 import * as http from 'node:http';
 
@@ -53,9 +53,6 @@ export function request(o: RequestOptions): Promise<TimedResponse> {
   });
 }
 
-import { freePort } from '../common/net';
-
-export { freePort };
 
 /** Polls `check` until it returns a truthy value; throws `what` after `ms`. */
 export async function waitFor<T>(what: string, check: () => Promise<T | null | undefined | false>, ms: number, everyMs = 20): Promise<T> {

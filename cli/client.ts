@@ -2,8 +2,7 @@
 // then the environment, then the local platform's defaults (KILN_PORT, $KILN_STATE_DIR/admin-key).
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { statePaths } from '../common/config';
-import { REPO_ROOT } from '../common/paths';
+import { DEFAULT_STATE_DIR, statePaths } from '../common/config';
 
 export interface ClientOptions {
   url?: string;
@@ -39,7 +38,6 @@ export class ApiError extends Error {
   }
 }
 
-const DEFAULT_STATE_DIR = path.join(REPO_ROOT, '.kiln');
 
 export class KilnClient {
   readonly baseUrl: string;

@@ -4,7 +4,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tar from 'tar';
-import { Manifest, manifestSchema } from '../common/types';
+import { Manifest, checkManifest } from '../common/types';
 
 export class PackageError extends Error {
   constructor(message: string) {
@@ -36,12 +36,9 @@ export async function readManifest(dir: string): Promise<Manifest> {
   } catch (err) {
     throw new PackageError(`${file} is not valid JSON: ${(err as Error).message}`);
   }
-  const parsed = manifestSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new PackageError(`${file} is invalid: ${issues.join('; ')}`);
-  }
-  return parsed.data;
+  const manifest = checkManifest(raw);
+  if (typeof manifest === 'string') throw new PackageError(`${file} is invalid: ${manifest}`);
+  return manifest;
 }
 
 /** Every file, directory and symlink under dir (relative, '/'-separated), sorted; .git skipped. */

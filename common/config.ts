@@ -7,10 +7,13 @@ import { REPO_ROOT } from './paths';
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
 
+/** Where an unconfigured kiln keeps its state: in the repository. */
+export const DEFAULT_STATE_DIR = path.join(REPO_ROOT, '.kiln');
+
 const schema = z.object({
   KILN_PORT: int(8080),
   KILN_HOST: z.string().default('127.0.0.1'),
-  KILN_STATE_DIR: z.string().default(path.join(REPO_ROOT, '.kiln')),
+  KILN_STATE_DIR: z.string().default(DEFAULT_STATE_DIR),
   KILN_LAYERS_DIR: z.string().optional(),
   REDIS_URL: z.string().url().optional(),
   // runc, crun, or the absolute path of a binary with runc's command line.

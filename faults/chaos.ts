@@ -22,7 +22,8 @@ import { REPO_ROOT } from '../common/paths';
 import { keys } from '../common/redis-keys';
 import { ActivationRecord, FINAL_STATUSES } from '../common/types';
 import { audit, Audit, Load, settle } from './load';
-import { alive, freePort, frozen, isClean, leftovers, Leftovers, Platform, Proc, purge, readProc, removeStateDir, sleep, within } from './platform';
+import { freePort } from '../common/net';
+import { alive, frozen, isClean, leftovers, Leftovers, Platform, Proc, purge, readProc, removeStateDir, sleep, within } from './platform';
 
 const KINDS = ['kill-invoker', 'kill-gateway', 'kill-redis', 'term-invoker', 'stop-invoker', 'kill-container', 'second-invoker'] as const;
 type Kind = (typeof KINDS)[number];

@@ -110,7 +110,6 @@ export async function settle(redis: Redis, sent: Sent[], ms: number): Promise<vo
     const records = await redis.mget(sent.map((s) => keys.activation(s.id)));
     const open = records.filter((r) => r && !FINAL_STATUSES.includes((JSON.parse(r) as { status: never }).status)).length;
     if (open === 0) return;
-    if (process.env.KILN_DEBUG_SETTLE) console.error(new Date().toISOString(), "open", open, records.filter((r) => r && !FINAL_STATUSES.includes((JSON.parse(r) as { status: never }).status)).map((r) => JSON.parse(r!).status).join(","));
     await new Promise((r) => setTimeout(r, 250));
   }
 }

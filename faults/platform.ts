@@ -1,8 +1,8 @@
 // A real kiln for the chaos run: `node dist/platform/main.js` (embedded redis-server, gateway,
-// invoker) in a temporary state dir on free ports, the same way the integration tests' harness
-// starts it; plus what the chaos run needs around it: the host's process table (to find the
-// platform's processes by title and to see that none outlives it), the containers on disk, and
-// the check that nothing of this platform is left on the machine once it stopped.
+// invoker) in a temporary state dir on free ports, started by platform/launch.ts as the tests
+// and the bench start theirs; plus what the chaos run needs around it: the host's process table
+// (to find the platform's processes by title and to see that none outlives it), the containers
+// on disk, and the check that nothing of this platform is left on the machine once it stopped.
 import { ChildProcess, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -32,9 +32,6 @@ export function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   return Promise.race([p, new Promise<T>((r) => (t = setTimeout(() => r(fallback), ms)))]).finally(() => clearTimeout(t));
 }
 
-import { freePort } from '../common/net';
-
-export { freePort };
 
 /** Runs a command with a time bound; never throws. */
 export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -26,10 +26,10 @@ export function readRaw(ctx: Context, limit: number): Promise<Buffer> {
   });
 }
 
-/** The JSON body, or `empty` when there is none. */
-export async function readJson(ctx: Context, limit: number, empty: unknown = {}): Promise<unknown> {
+/** The JSON body, or {} when there is none. */
+export async function readJson(ctx: Context, limit: number): Promise<unknown> {
   const raw = await readRaw(ctx, limit);
-  if (raw.length === 0) return empty;
+  if (raw.length === 0) return {};
   try {
     return JSON.parse(raw.toString('utf8'));
   } catch (e) {

@@ -43,23 +43,29 @@ export function createGatewayMetrics(registry: client.Registry, sources?: Scrape
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 
-/** Autoscaling signals, computed when Prometheus scrapes: queue depth and live invokers. */
+/**
+ * Autoscaling signals, computed when Prometheus scrapes: queue depth and live invokers, read
+ * once per scrape (the three gauges share one reading taken within the last second).
+ */
 function scrapeTimeGauges(registry: client.Registry, { queue, invokers }: ScrapeSources): void {
-  const depth = new client.Gauge({
+  let reading: { at: number; state: Promise<[Record<string, number>, Awaited<ReturnType<InvokerStore['live']>>]> } | undefined;
+  const read = () => {
+    if (!reading || Date.now() - reading.at > 1000) reading = { at: Date.now(), state: Promise.all([queue.getJobCounts(...QUEUE_STATES), invokers.live()]) };
+    return reading.state;
+  };
+  new client.Gauge({
     name: 'kiln_queue_depth', help: 'Invocation jobs in the queue by state',
     labelNames: ['queue', 'state'], registers: [registry],
     async collect() {
-      const counts = await queue.getJobCounts(...QUEUE_STATES);
+      const [counts] = await read();
       for (const state of QUEUE_STATES) this.set({ queue: queue.name, state }, counts[state] ?? 0);
     },
   });
-  void depth;
-  let live: Awaited<ReturnType<InvokerStore['live']>> = [];
   new client.Gauge({
     name: 'kiln_invokers', help: 'Invokers whose heartbeat is current',
     labelNames: ['state'], registers: [registry],
     async collect() {
-      live = await invokers.live();
+      const [, live] = await read();
       this.set({ state: 'up' }, live.length);
     },
   });
@@ -67,9 +73,8 @@ function scrapeTimeGauges(registry: client.Registry, { queue, invokers }: Scrape
     name: 'kiln_invokers_recommended', help: 'How many invokers the current load needs (see README: Autoscaling)',
     registers: [registry],
     async collect() {
-      const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      const snapshots = live.length ? live : await invokers.live();
-      this.set(recommendedInvokers(counts, snapshots));
+      const [counts, live] = await read();
+      this.set(recommendedInvokers(counts, live));
     },
   });
 }

@@ -19,7 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import * as tar from 'tar';
 import { KilnError } from '../common/errors';
-import { type Manifest, manifestSchema } from '../common/types';
+import { type Manifest, checkManifest } from '../common/types';
 
 export const DEFAULT_MAX_FILES = 10_000;
 export const DEFAULT_MAX_UNPACKED_BYTES = 256 * 2 ** 20;
@@ -304,10 +304,7 @@ export function parseManifest(bytes: Buffer): Manifest {
   } catch (e) {
     throw bad(`${MANIFEST_FILE} is not valid JSON: ${(e as Error).message}`);
   }
-  const parsed = manifestSchema.safeParse(json);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
-    throw bad(`${MANIFEST_FILE} is invalid: ${issues.join('; ')}`);
-  }
-  return parsed.data;
+  const manifest = checkManifest(json);
+  if (typeof manifest === 'string') throw bad(`${MANIFEST_FILE} is invalid: ${manifest}`);
+  return manifest;
 }

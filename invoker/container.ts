@@ -11,12 +11,11 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ActivationStatus, Manifest } from '../common/types';
 import { ContainerCgroup } from './cgroups';
-import { run } from '../common/process';
 import { buildSpec, cpuSharesFor, HOST_ROOT_ID } from './oci/spec';
 import { OciRuntime } from './oci/runtime';
 import { CallError, RunReply, RuntimeClient, waitForSocket } from './protocol';
 import { OutputTail } from './output';
-import { mountRootfs, sharedMountPoint, unmountAll } from './rootfs';
+import { mountOverlay, mountRootfs, sharedMountPoint, unmountAll } from './rootfs';
 
 export interface ContainerEnv {
   runtime: OciRuntime;
@@ -82,11 +81,10 @@ export class Container {
     });
   }
 
-  /** A generic container of a runtime, with an empty /function for specialise() to fill. */
   /**
-   * A generic container for a runtime. Before it is frozen it runs one call of the runtime's
-   * own no-op handler: the first call of a process costs milliseconds of compiling, better
-   * spent now than on a function's first call.
+   * A generic container of a runtime, with an empty /function for specialise() to fill. Before
+   * it is frozen it runs one call of the runtime's own no-op handler: the first call of a
+   * process costs milliseconds of compiling, better spent now than on a function's first call.
    */
   static async startStem(env: ContainerEnv, stem: StemSpec): Promise<Container> {
     const c = await Container.make(env, `prewarm-${stem.runtime}`, stem.memoryMB, stem.runtimeLayers, null, {});
@@ -124,7 +122,7 @@ export class Container {
       });
       await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
       await env.runtime.run(id, dir, c.output);
-      await waitForSocket(path.join(socketDir, 'kiln.sock'), READY_TIMEOUT_MS);
+      await waitForSocket(path.join(socketDir, 'kiln.sock'), READY_TIMEOUT_MS, async () => (await c.cgroup.processCount()) > 0);
       return c;
     } catch (e) {
       await c.destroy().catch(() => undefined);
@@ -137,9 +135,9 @@ export class Container {
     if (this.spec) throw new Error(`container ${this.id} already serves ${this.spec.fnKey}`);
     // An overlay mounted read-only is read-only from birth, so the copy that propagates into the
     // container is too (a bind remounted ro afterwards would propagate writable).
-    const lower = `${path.join(spec.codeLayer, 'function')}:${path.join(spec.runtimeLayers[spec.runtimeLayers.length - 1], 'function')}`;
+    const lower = [path.join(spec.codeLayer, 'function'), path.join(spec.runtimeLayers[spec.runtimeLayers.length - 1], 'function')];
     await Promise.all([
-      run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lower}`, path.join(this.dir, 'function')], { timeoutMs: 10_000 }),
+      mountOverlay(path.join(this.dir, 'function'), lower),
       this.cgroup.setLimits(spec.config.memoryMB * 2 ** 20, cpuSharesFor(spec.config.memoryMB)),
     ]);
     const reply = await this.client.post<{ ok: boolean; error?: { message: string } }>('/init', { handler: spec.config.handler, env: spec.config.env });

@@ -127,12 +127,11 @@ export class Invoker {
     if ((await Promise.race([closing, timer])) === 'late') {
       this.log.warn({ calls: this.inHand.size }, 'shutdown grace over: ending the calls still running');
       for (const r of this.inHand.values()) {
-        await this.finish({ ...r, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: 'the invoker stopped before the call finished' } }, [], 'node20');
+        await this.finish({ ...r, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: 'the invoker stopped before the call finished' } }, []);
       }
-      await this.pool?.shutdown(); // their containers go; the calls return and the jobs complete
-      await closing;
     }
-    await this.pool?.shutdown();
+    await this.pool?.shutdown(); // after a late stop, the calls still running return and their jobs complete
+    await closing;
     await removeLeftovers(this.owned, this.log);
   }
 
@@ -229,9 +228,8 @@ export class Invoker {
       // job delivered before (stalled, delayed, retried) or queued again by its caller can be
       // one: for a first delivery the record is marked running while the call goes out.
       const firstDelivery = job.attemptsStarted === 1 && !j.resent;
-      const begun = this.activations.begin({ ...base, startedAt });
-      if (firstDelivery) begun.catch(() => undefined); // awaited after the call
-      const attempt = firstDelivery ? 1 : await begun;
+      const begun = firstDelivery ? this.activations.begin({ ...base, startedAt }).catch(() => 1) : null; // awaited after the call
+      const attempt = begun ? 1 : await this.activations.begin({ ...base, startedAt });
       if (attempt === 0) return 'duplicate';
       base.attempt = attempt;
       this.inHand.set(j.activationId, { ...base, startedAt });
@@ -248,10 +246,10 @@ export class Invoker {
         outcome = await lease.container.invoke(j.event, context, j.config.timeoutMs);
       }
       logs = outcome.logs;
-      if (firstDelivery && (await begun.catch(() => 1)) !== 1) this.log.warn({ activationId: j.activationId }, 'a first delivery found its activation begun before');
+      if (begun && (await begun) !== 1) this.log.warn({ activationId: j.activationId }, 'a first delivery found its activation begun before');
       final = {
         ...base, startedAt, status: outcome.status, start: lease.start, endedAt: Date.now(),
-        waitMs: startedAt - j.queuedAt, initMs: Math.round(lease.initMs * 1000) / 1000,
+        waitMs: startedAt - j.queuedAt, initMs: round(lease.initMs),
         durationMs: round(outcome.durationMs), billedMs: Math.max(1, Math.ceil(outcome.durationMs)),
         cpuMs: outcome.cpuMs === undefined ? undefined : round(outcome.cpuMs), peakMemoryBytes: outcome.peakMemoryBytes,
       };
@@ -272,7 +270,8 @@ export class Invoker {
     return this.finish(final, logs, j.config.runtime);
   }
 
-  private async finish(final: ActivationRecord, logs: string[], runtime: string): Promise<string> {
+  /** Writes the final record once; `runtime` labels the start-time metric of records with a start. */
+  private async finish(final: ActivationRecord, logs: string[], runtime = ''): Promise<string> {
     if (await this.activations.finish(final, logs)) this.metrics.observe(final, runtime);
     return final.status;
   }

@@ -6,8 +6,7 @@ import * as path from 'node:path';
 import { Logger } from '../common/log';
 import { removeCgroupTree, removeEmptyParents } from './cgroups';
 import { OciRuntime } from './oci/runtime';
-import { mountedUnder } from './rootfs';
-import { run } from '../common/process';
+import { unmountAll } from './rootfs';
 
 export interface Owned {
   runtime: OciRuntime;
@@ -21,10 +20,7 @@ export async function removeLeftovers(o: Owned, log: Logger): Promise<number> {
     await o.runtime.delete(id);
     removed++;
   }
-  for (const m of await mountedUnder(o.containersDir)) {
-    await run('umount', ['--lazy', m]);
-    removed++;
-  }
+  removed += await unmountAll(o.containersDir);
   for (const d of await fsp.readdir(o.containersDir).catch(() => [] as string[])) {
     await fsp.rm(path.join(o.containersDir, d), { recursive: true, force: true });
   }

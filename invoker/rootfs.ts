@@ -6,12 +6,19 @@ import { run } from '../common/process';
 
 export async function mountRootfs(target: string, layersTopFirst: string[]): Promise<void> {
   await fsp.mkdir(target, { recursive: true });
+  await mountOverlay(target, layersTopFirst);
+}
+
+/** A read-only overlay of `layersTopFirst` on an existing folder. */
+export async function mountOverlay(target: string, layersTopFirst: string[]): Promise<void> {
   await run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${layersTopFirst.join(':')}`, target], { timeoutMs: 10_000 });
 }
 
-/** Unmounts everything at or under a folder, deepest first. */
-export async function unmountAll(dir: string): Promise<void> {
-  for (const m of await mountedUnder(dir)) await run('umount', ['--lazy', m], { timeoutMs: 10_000 });
+/** Unmounts everything at or under a folder, deepest first; returns how many. */
+export async function unmountAll(dir: string): Promise<number> {
+  const mounts = await mountedUnder(dir);
+  for (const m of mounts) await run('umount', ['--lazy', m], { timeoutMs: 10_000 });
+  return mounts.length;
 }
 
 /**
@@ -31,8 +38,7 @@ export async function mountedUnder(dir: string): Promise<string[]> {
   const text = await fsp.readFile('/proc/self/mounts', 'utf8');
   return text
     .split('\n')
-    .map((l) => l.split(' ')[1])
+    .map((l) => (l.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))) // octal escapes
     .filter((m) => m && (m === dir || m.startsWith(dir + '/')))
-    .map((m) => m.replace(/\\040/g, ' '))
     .sort((a, b) => b.length - a.length);
 }

@@ -1,11 +1,16 @@
 // Starts a whole kiln (`node dist/platform/main.js`: embedded redis-server, gateway, invoker) as
 // a child process in a given state dir, on free ports. The integration tests, the bench and the
 // chaos run start their platforms through here; each adds only what it needs around it.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { statePaths } from '../common/config';
 import { freePort } from '../common/net';
 import { REPO_ROOT } from '../common/paths';
+
+const exec = promisify(execFile);
 
 /**
  * The environment of a platform in `stateDir`: the embedded Redis (an inherited REDIS_URL is
@@ -86,7 +91,7 @@ export async function launch(env: NodeJS.ProcessEnv, o: LaunchOptions = {}): Pro
     await stopPlatform(child, 15_000); // whatever it started, it removes
     throw e;
   }
-  const key = (await fsp.readFile(path.join(env.KILN_STATE_DIR!, 'admin-key'), 'utf8')).trim();
+  const key = (await fsp.readFile(statePaths(env.KILN_STATE_DIR!).adminKey, 'utf8')).trim();
   return { child, url: `http://127.0.0.1:${env.KILN_PORT}`, key };
 }
 
@@ -106,4 +111,35 @@ export async function stopPlatform(child: ChildProcess, graceMs = 90_000): Promi
     await exited;
   }
   return done;
+}
+
+export interface Leftovers {
+  containers: string[];
+  mounts: string[];
+  cgroups: string[];
+  processes: number[];
+}
+
+/**
+ * What a platform in `stateDir` left on the machine: runc containers of its invoker, mounts
+ * under the state dir, the invoker's cgroups (v1 hierarchies and v2), processes whose command
+ * line names the state dir, and those of `pids` still alive. Empty lists mean clean.
+ */
+export async function leftovers(stateDir: string, invokerId: string, pids: number[] = []): Promise<Leftovers> {
+  const runcRoot = path.join(stateDir, 'runc', invokerId);
+  const containers = fs.existsSync(runcRoot) ? (await exec('runc', ['--root', runcRoot, 'list', '-q'])).stdout.split('\n').filter(Boolean) : [];
+  const mounts = (await fsp.readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes(stateDir));
+  const cgroups = ['', ...(await fsp.readdir('/sys/fs/cgroup'))]
+    .map((h) => path.join('/sys/fs/cgroup', h, 'kiln', invokerId))
+    .filter((dir) => fs.existsSync(dir));
+  const alive = pids.filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const { stdout } = await exec('pgrep', ['-f', stateDir]).catch(() => ({ stdout: '' }));
+  return { containers, mounts, cgroups, processes: [...alive, ...stdout.split('\n').filter(Boolean).map(Number)] };
 }

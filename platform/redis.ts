@@ -20,9 +20,6 @@ export class EmbeddedRedis {
     this.socket = embeddedRedisSocket(stateDir);
   }
 
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
 
   async start(): Promise<void> {
     const dir = path.dirname(this.socket);

@@ -11,9 +11,6 @@ export class Supervised {
 
   constructor(readonly name: string, private readonly script: string, private readonly env: NodeJS.ProcessEnv, private readonly log: Logger) {}
 
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
 
   start(): void {
     const child = spawn(process.execPath, [this.script], { env: this.env, stdio: ['ignore', 'inherit', 'inherit'] });

@@ -71,6 +71,20 @@ export interface Usage {
   cpuMs: number;
 }
 
+/** The sum of usages, GB-seconds and CPU ms rounded as the records' are. */
+export function addUsage(parts: Omit<Usage, 'namespace'>[]): Omit<Usage, 'namespace'> {
+  const t = { invocations: 0, billedMs: 0, gbSeconds: 0, cpuMs: 0 };
+  for (const u of parts) {
+    t.invocations += u.invocations;
+    t.billedMs += u.billedMs;
+    t.gbSeconds += u.gbSeconds;
+    t.cpuMs += u.cpuMs;
+  }
+  t.gbSeconds = Math.round(t.gbSeconds * 1e6) / 1e6;
+  t.cpuMs = Math.round(t.cpuMs * 1000) / 1000;
+  return t;
+}
+
 export class ActivationStore {
   constructor(private readonly redis: Redis, private readonly ttlSeconds: number) {}
 
@@ -108,17 +122,13 @@ export class ActivationStore {
    */
   async usage(namespace: string, from: number, to: number): Promise<Usage> {
     const members = await this.redis.zrangebyscore(keys.usage(namespace), from, `(${to}`);
-    const u: Usage = { namespace, invocations: 0, billedMs: 0, gbSeconds: 0, cpuMs: 0 };
-    for (const m of members) {
-      const [, billed, memory, cpu] = m.split('|').map(Number);
-      u.invocations++;
-      u.billedMs += billed;
-      u.gbSeconds += (billed / 1000) * (memory / 1024);
-      u.cpuMs += cpu;
-    }
-    u.gbSeconds = Math.round(u.gbSeconds * 1e6) / 1e6;
-    u.cpuMs = Math.round(u.cpuMs * 1000) / 1000;
-    return u;
+    return {
+      namespace,
+      ...addUsage(members.map((m) => {
+        const [, billedMs, memoryMB, cpuMs] = m.split('|').map(Number);
+        return { invocations: 1, billedMs, gbSeconds: (billedMs / 1000) * (memoryMB / 1024), cpuMs };
+      })),
+    };
   }
 
   async get(id: string): Promise<ActivationRecord | null> {

@@ -3,17 +3,15 @@ import Router from '@koa/router';
 import { Context } from 'koa';
 import { badRequest, notFound } from '../../common/errors';
 import { Principal } from '../../common/store/apikeys';
-import { ActivationRecord } from '../../common/types';
+import { ACTIVATION_ID_RE, ActivationRecord } from '../../common/types';
 import { namespaceOf } from '../auth';
 import { Deps } from '../deps';
 import { validName } from './functions';
 
-const ID_RE = /^[0-9a-f]{32}$/;
-
 export function activationRoutes(router: Router, d: Deps): void {
   const load = async (ctx: Context): Promise<ActivationRecord> => {
     const id = ctx.params.id;
-    const r = ID_RE.test(id) ? await d.activations.get(id) : null;
+    const r = ACTIVATION_ID_RE.test(id) ? await d.activations.get(id) : null;
     const p = ctx.state.principal as Principal;
     // Another namespace's record is reported as absent, not forbidden: ids leak nothing.
     if (!r || (!p.admin && r.namespace !== p.namespace)) throw notFound(`no activation '${String(id).slice(0, 64)}'`);

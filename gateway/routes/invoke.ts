@@ -2,6 +2,7 @@
 import Router from '@koa/router';
 import { Context } from 'koa';
 import { badRequest, ErrorCode, STATUS_OF } from '../../common/errors';
+import { ACTIVATION_ID_RE } from '../../common/types';
 import { namespaceOf } from '../auth';
 import { readJson } from '../body';
 import { Deps } from '../deps';
@@ -24,27 +25,30 @@ export function invokeRoutes(router: Router, d: Deps): void {
 export function chosenId(ctx: Context): string | undefined {
   const id = ctx.get('x-kiln-activation-id');
   if (!id) return undefined;
-  if (!/^[0-9a-f]{32}$/.test(id)) throw badRequest('X-Kiln-Activation-Id must be 32 lowercase hex characters');
+  if (!ACTIVATION_ID_RE.test(id)) throw badRequest('X-Kiln-Activation-Id must be 32 lowercase hex characters');
   return id;
 }
 
-/** Answers with the final record's result or error, or 202 when there is none yet. */
-export function respond(ctx: Context, a: Accepted): void {
-  ctx.set('X-Kiln-Activation-Id', a.activationId);
+/** Answers with the final record's result (written by `writeResult`) or error, or 202 when there is none yet. */
+export function respond(ctx: Context, a: Accepted, writeResult: (ctx: Context, result: unknown) => void = writeJson): void {
   const r = a.record;
   if (!r) {
     ctx.status = 202;
     ctx.body = { activationId: a.activationId };
-    return;
+  } else if (r.status === 'success') writeResult(ctx, r.result);
+  else {
+    const code = (r.error?.code ?? r.status) as ErrorCode;
+    ctx.status = STATUS_OF[code] ?? 500;
+    ctx.body = { error: { code, message: r.error?.message ?? r.status }, activationId: a.activationId };
   }
-  if (r.start) ctx.set('X-Kiln-Start', r.start);
-  if (r.status === 'success') {
-    ctx.status = 200;
-    ctx.type = 'application/json';
-    ctx.body = JSON.stringify(r.result ?? null);
-    return;
-  }
-  const code = (r.error?.code ?? r.status) as ErrorCode;
-  ctx.status = STATUS_OF[code] ?? 500;
-  ctx.body = { error: { code, message: r.error?.message ?? r.status }, activationId: a.activationId };
+  // Last: a web function's own headers cannot replace these.
+  ctx.set('X-Kiln-Activation-Id', a.activationId);
+  if (r?.start) ctx.set('X-Kiln-Start', r.start);
+}
+
+/** A result as a JSON body. */
+export function writeJson(ctx: Context, result: unknown): void {
+  ctx.status = 200;
+  ctx.type = 'application/json';
+  ctx.body = JSON.stringify(result ?? null);
 }

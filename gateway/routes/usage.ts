@@ -3,7 +3,7 @@
 import Router from '@koa/router';
 import { badRequest } from '../../common/errors';
 import { Principal } from '../../common/store/apikeys';
-import { Usage } from '../../common/store/activations';
+import { addUsage } from '../../common/store/activations';
 import { ADMIN_NAMESPACE, namespaceOf } from '../auth';
 import { Deps } from '../deps';
 
@@ -26,13 +26,7 @@ export function usageRoutes(router: Router, d: Deps): void {
     const all = p.admin && ctx.query.namespace === undefined;
     const names = all ? [...new Set([ADMIN_NAMESPACE, ...(await d.apiKeys.namespaces())])].sort() : [namespaceOf(ctx)];
     const namespaces = await Promise.all(names.map((n) => d.activations.usage(n, from, to)));
-    const total = namespaces.reduce<Omit<Usage, 'namespace'>>(
-      (t, u) => ({ invocations: t.invocations + u.invocations, billedMs: t.billedMs + u.billedMs, gbSeconds: t.gbSeconds + u.gbSeconds, cpuMs: t.cpuMs + u.cpuMs }),
-      { invocations: 0, billedMs: 0, gbSeconds: 0, cpuMs: 0 },
-    );
-    total.gbSeconds = Math.round(total.gbSeconds * 1e6) / 1e6;
-    total.cpuMs = Math.round(total.cpuMs * 1000) / 1000;
-    ctx.body = { from, to, namespaces, total };
+    ctx.body = { from, to, namespaces, total: addUsage(namespaces) };
   });
 
   router.get('/v1/containers', async (ctx) => {

@@ -6,7 +6,7 @@ import { badRequest } from '../../common/errors';
 import { NAME_RE } from '../../common/types';
 import { readRaw } from '../body';
 import { Deps } from '../deps';
-import { respond } from './invoke';
+import { respond, writeJson } from './invoke';
 import { validName } from './functions';
 
 const TEXT_TYPES = /^(text\/|application\/(json|x-www-form-urlencoded|xml|javascript))/;
@@ -28,23 +28,14 @@ export function webRoutes(router: Router, d: Deps): void {
     };
     const accepted = await d.invocations.invoke(ns, name, event, true, true);
     d.metrics.accepted.inc({ namespace: ns, function: name, mode: 'web' });
-    const r = accepted.record;
-    if (!r || r.status !== 'success') return respond(ctx, accepted);
-    writeWebResult(ctx, r.result);
-    ctx.set('X-Kiln-Activation-Id', accepted.activationId);
-    if (r.start) ctx.set('X-Kiln-Start', r.start);
+    respond(ctx, accepted, writeWebResult);
   });
 }
 
 /** {statusCode, headers, body, isBase64Encoded} as Lambda's function URLs; anything else is JSON. */
 function writeWebResult(ctx: Context, result: unknown): void {
   const r = result as { statusCode?: unknown; headers?: unknown; body?: unknown; isBase64Encoded?: unknown } | null;
-  if (!r || typeof r !== 'object' || typeof r.statusCode !== 'number') {
-    ctx.status = 200;
-    ctx.type = 'application/json';
-    ctx.body = JSON.stringify(result ?? null);
-    return;
-  }
+  if (!r || typeof r !== 'object' || typeof r.statusCode !== 'number') return writeJson(ctx, result);
   ctx.status = r.statusCode >= 100 && r.statusCode < 600 ? r.statusCode : 502;
   if (r.headers && typeof r.headers === 'object') {
     for (const [k, v] of Object.entries(r.headers)) if (typeof v === 'string' || typeof v === 'number') ctx.set(k, String(v));

@@ -63,5 +63,3 @@ export function seccompProfile() {
     ],
   };
 }
-
-export const ALLOWED_SYSCALLS: readonly string[] = ALLOWED;

@@ -337,7 +337,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     );
   }
 
-  async remove(e: Entry<C>): Promise<void> {
+  private async remove(e: Entry<C>): Promise<void> {
     if (e.state === 'removing' || e.state === 'removed') return;
     this.move(e, 'removing');
     try {

@@ -1,13 +1,14 @@
 // Starts a real kiln (embedded redis-server, gateway, invoker: `node dist/platform/main.js`) in a
 // temporary state dir on free ports, and checks afterwards that nothing was left behind.
 import { ChildProcess, execFile } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 
-export const ROOT = path.resolve(__dirname, '..', '..');
+import { REPO_ROOT } from '../../common/paths';
+
+export const ROOT = REPO_ROOT;
 const exec = promisify(execFile);
 
 export interface CliResult {
@@ -30,7 +31,7 @@ export interface Platform {
 }
 
 import { freePort } from '../../common/net';
-import { launch, platformEnv, stopPlatform } from '../../platform/launch';
+import { launch, leftovers as launchedLeftovers, platformEnv, stopPlatform } from '../../platform/launch';
 
 export { freePort };
 
@@ -81,29 +82,7 @@ export async function startPlatform(extraEnv: NodeJS.ProcessEnv = {}): Promise<P
 }
 
 /** Everything of this platform's that is still on the machine. Empty lists mean clean. */
-export async function leftovers(p: Platform, pids: number[]) {
-  const runcRoot = path.join(p.stateDir, 'runc', p.invokerId);
-  const containers = fs.existsSync(runcRoot)
-    ? (await exec('runc', ['--root', runcRoot, 'list', '-q'])).stdout.split('\n').filter(Boolean)
-    : [];
-  const mounts = (await fsp.readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes(p.stateDir));
-  const cgroups: string[] = [];
-  for (const h of await fsp.readdir('/sys/fs/cgroup')) {
-    const dir = path.join('/sys/fs/cgroup', h, 'kiln', p.invokerId);
-    if (fs.existsSync(dir)) cgroups.push(dir);
-  }
-  const alive = pids.filter((pid) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  const { stdout } = await exec('pgrep', ['-f', p.stateDir]).catch(() => ({ stdout: '' }));
-  const processes = [...alive, ...stdout.split('\n').filter(Boolean).map(Number)];
-  return { containers, mounts, cgroups, processes };
-}
+export const leftovers = (p: Platform, pids: number[]) => launchedLeftovers(p.stateDir, p.invokerId, pids);
 
 /** Stops a platform, checks it left nothing on the machine, and removes its state dir. */
 export async function stopClean(p: Platform, pids: number[] = []): Promise<void> {

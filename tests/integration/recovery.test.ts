@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { eventually, fn, freePort, leftovers, Platform, startPlatform } from './harness';
+import { eventually, fn, freePort, leftovers, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -27,10 +27,7 @@ const runcList = (p: Platform) =>
 describe('supervision and clean-up after a crash', () => {
   let p: Platform;
   afterAll(async () => {
-    if (!p) return;
-    await p.stop();
-    expect(await leftovers(p, [])).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
-    await fsp.rm(p.stateDir, { recursive: true, force: true });
+    if (p) await stopClean(p);
   });
 
   it('restarts a killed invoker, which removes the containers, mounts and cgroups it left', async () => {
