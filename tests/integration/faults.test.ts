@@ -16,6 +16,7 @@ beforeAll(async () => {
   workDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-faults-'));
   await fsp.writeFile(path.join(workDir, 'kiln.json'), JSON.stringify({ name: 'work', runtime: 'node20', handler: 'index.handler', memoryMB: 64, timeoutMs: 10_000, concurrency: 4 }));
   await fsp.writeFile(path.join(workDir, 'index.js'), `exports.handler = async (e, ctx) => {
+  if (e.mark) require('fs').writeFileSync('/tmp/started', ''); // tells the test the event arrived
   await new Promise((r) => setTimeout(r, e.ms ?? 200));
   return { id: ctx.activationId, attempt: ctx.attempt, host: require('os').hostname() };
 };`);
@@ -142,13 +143,14 @@ it('an invoker event loop blocked longer than the job lock: no activation gets t
 
 it('a container dying mid-run ends its call with a clear error, once, and the next call is fine', async () => {
   await withPlatform({ KILN_PREWARM_COUNT: '0' }, async (p) => {
-    const call = p.api('POST', '/v1/functions/work/invoke', { ms: 3000 });
+    const call = p.api('POST', '/v1/functions/work/invoke', { ms: 3000, mark: true });
     const runcRoot = path.join(p.stateDir, 'runc', p.invokerId);
     const state = await eventually(async () => {
       const ids = fs.existsSync(runcRoot) ? fs.readdirSync(runcRoot) : [];
       return ids.length > 0 && JSON.parse(fs.readFileSync(path.join(runcRoot, ids[0], 'state.json'), 'utf8'));
     });
-    await sleep(300);
+    // Killed only once the function has the event: before that, the call would rightly go elsewhere.
+    await eventually(async () => fs.existsSync(`/proc/${state.init_process_pid}/root/tmp/started`));
     process.kill(state.init_process_pid, 'SIGKILL');
     const res = await call;
     expect(res.status).toBe(502);
