@@ -250,7 +250,7 @@ export class Invoker {
       final = {
         ...base, startedAt, status: outcome.status, start: lease.start, endedAt: Date.now(),
         waitMs: startedAt - j.queuedAt, initMs: round(lease.initMs),
-        durationMs: round(outcome.durationMs), billedMs: Math.max(1, Math.ceil(outcome.durationMs)),
+        durationMs: round(outcome.durationMs), billedMs: Math.max(1, Math.ceil(round(outcome.durationMs))), // of the duration the record shows
         cpuMs: outcome.cpuMs === undefined ? undefined : round(outcome.cpuMs), peakMemoryBytes: outcome.peakMemoryBytes,
       };
       if (outcome.status === 'success') final.result = outcome.result;
