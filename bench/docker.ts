@@ -15,6 +15,7 @@ import * as fsp from 'node:fs/promises';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { waitForSocket } from '../invoker/protocol';
+import { commandOf, processTable } from '../platform/procs';
 import { mountedUnder, mountRootfs, unmountAll } from '../invoker/rootfs';
 import { DirectClient } from './floors';
 import { errMsg, exec, progress, request, sleep } from './util';
@@ -53,14 +54,9 @@ async function which(cmd: string): Promise<string | null> {
 
 /** Processes whose command line contains `needle` (the bench's own dockerd dir): pid → command. */
 async function processesMentioning(needle: string): Promise<Map<number, string>> {
-  const out = new Map<number, string>();
-  if (!needle.startsWith('/tmp/kiln-bench-docker-')) return out; // never a broad match
-  for (const name of await fsp.readdir('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    const cmd = (await fsp.readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0').join(' ').trim();
-    if (cmd.includes(needle)) out.set(Number(name), cmd);
-  }
-  return out;
+  if (!needle.startsWith('/tmp/kiln-bench-docker-')) return new Map(); // never a broad match
+  const mention = processTable().filter((p) => p.pid !== process.pid && p.cmdline.includes(needle));
+  return new Map(mention.map((p) => [p.pid, commandOf(p)]));
 }
 
 const signal = (pid: number, sig: NodeJS.Signals) => {

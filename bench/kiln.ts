@@ -11,7 +11,7 @@ import { BullFloor, DirectClient, RuncFloor, RuncSample } from './floors';
 import { closedLoop, LoadResult } from './load';
 import { meminfo } from './machine';
 import { childrenOf, Platform, writeHello } from './platform';
-import { isDescendant, processTable } from './procs';
+import { commandOf, descendants, memoryCgroupOf, Proc, processTable } from '../platform/procs';
 import { mean, round, summarize, Summary } from './stats';
 import { errMsg, mapLimit, progress, sleep, waitFor } from './util';
 
@@ -485,12 +485,11 @@ async function measureStage(p: Platform, memoryMB: number, before: number, start
   };
 }
 
-async function noShimCheck(p: Platform, memoryMB: number, before: Awaited<ReturnType<typeof processTable>>): Promise<NoShim> {
+async function noShimCheck(p: Platform, memoryMB: number, before: Proc[]): Promise<NoShim> {
   // Two looks half a second apart: a shim or a runc left behind stays; a passing command does not.
-  const first = await processTable();
+  const first = new Map(processTable().map((x) => [x.pid, x]));
   await sleep(500);
-  const second = await processTable();
-  const after = new Map([...second].filter(([pid, x]) => first.get(pid)?.cmd === x.cmd));
+  const after = new Map(processTable().filter((x) => first.get(x.pid)?.start === x.start).map((x) => [x.pid, x]));
   const ids = await densityContainers(p, memoryMB);
   const initParents: Record<string, number> = {};
   let inCgroups = 0;
@@ -501,17 +500,20 @@ async function noShimCheck(p: Platform, memoryMB: number, before: Awaited<Return
     if (pids.length === 1) one++;
     for (const pid of pids) {
       const pp = after.get(pid)?.ppid;
-      const parent = pp === undefined ? 'unknown' : pp === 1 ? '1 (init)' : (after.get(pp)?.cmd.slice(0, 40) ?? String(pp));
+      const up = pp === undefined ? undefined : after.get(pp);
+      const parent = pp === undefined ? 'unknown' : pp === 1 ? '1 (init)' : up ? commandOf(up).slice(0, 40) : String(pp);
       initParents[parent] = (initParents[parent] ?? 0) + 1;
     }
   }
+  const existed = new Set(before.map((x) => `${x.pid}:${x.start}`));
   const platformPid = p.child.pid!;
-  const extra = [...after.values()].filter((x) => {
-    if (before.has(x.pid)) return false;
-    if (x.cgroup.includes('/kiln/')) return false; // a container's own process
+  const ours = new Set(descendants(platformPid, [...after.values()]).map((x) => x.pid));
+  const extra = [...after.values()]
+    .filter((x) => !existed.has(`${x.pid}:${x.start}`))
+    .map((x) => ({ ...x, cgroup: memoryCgroupOf(x.pid) }))
+    .filter((x) => !x.cgroup.includes('/kiln/')) // a container's own process
     // Ours: below the platform process, or orphaned to init (where a shim would live).
-    return isDescendant(after, x.pid, platformPid) || x.ppid === 1;
-  });
+    .filter((x) => ours.has(x.pid) || x.ppid === 1);
   const invokerPid = await p.invokerPid();
   const invokerChildren = invokerPid ? await childrenOf(invokerPid) : [];
   return {
@@ -519,7 +521,7 @@ async function noShimCheck(p: Platform, memoryMB: number, before: Awaited<Return
     processesInContainerCgroups: inCgroups,
     containersWithOneProcess: one,
     containerInitParents: initParents,
-    extraHostProcesses: extra.map((x) => ({ pid: x.pid, ppid: x.ppid, cgroup: x.cgroup, cmd: x.cmd.slice(0, 120) })),
+    extraHostProcesses: extra.map((x) => ({ pid: x.pid, ppid: x.ppid, cgroup: x.cgroup, cmd: commandOf(x).slice(0, 120) })),
     invokerChildren,
   };
 }
@@ -534,7 +536,7 @@ export async function density(p: Platform, c: Ctx, o: { k: number; n: number; me
   await mapLimit(names, 8, async (name) => {
     await p.deploy(await writeHello(srcDir(c), name, { memoryMB: o.memoryMB, marker: `kiln-bench ${c.runId} ${name}` }));
   }, c.deadline);
-  const procsBefore = await processTable();
+  const procsBefore = processTable();
   await waitQuiet(p, o.stems, 10_000);
 
   // Stage A: K containers.

@@ -10,6 +10,9 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { launch, platformEnv } from '../platform/launch';
+import { alive, descendants, Proc, processTable, readProc } from '../platform/procs';
+
+export { alive, Proc, readProc };
 
 const CG_ROOT = '/sys/fs/cgroup';
 const OUTPUT_CAP = 4 * 2 ** 20;
@@ -32,7 +35,6 @@ export function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   return Promise.race([p, new Promise<T>((r) => (t = setTimeout(() => r(fallback), ms)))]).finally(() => clearTimeout(t));
 }
 
-
 /** Runs a command with a time bound; never throws. */
 export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -41,62 +43,6 @@ export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ 
       resolve({ code, stdout: String(stdout), stderr: String(stderr || (err && !stdout ? err.message : '')) });
     });
   });
-}
-
-// ---- processes ------------------------------------------------------------------------------
-
-export interface Proc {
-  pid: number;
-  ppid: number;
-  start: number; // start time in clock ticks since boot: with pid, names one process for good
-  state: string; // R, S, T (stopped), Z ...
-  cmdline: string; // NUL-separated, as in /proc
-}
-
-function parseStat(pid: number, stat: string): Omit<Proc, 'cmdline'> {
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { pid, state: rest[0], ppid: Number(rest[1]), start: Number(rest[19]) };
-}
-
-export function readProc(pid: number): Proc | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return { ...parseStat(pid, stat), cmdline };
-  } catch {
-    return null; // gone meanwhile
-  }
-}
-
-export function processTable(): Proc[] {
-  const out: Proc[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const p = readProc(Number(name));
-    if (p) out.push(p);
-  }
-  return out;
-}
-
-/** Every descendant of `root` (not `root` itself). */
-export function descendants(root: number, table = processTable()): Proc[] {
-  const byParent = new Map<number, Proc[]>();
-  for (const p of table) byParent.set(p.ppid, [...(byParent.get(p.ppid) ?? []), p]);
-  const out: Proc[] = [];
-  const queue = [root];
-  for (let i = 0; i < queue.length && i < 100_000; i++) {
-    for (const c of byParent.get(queue[i]) ?? []) {
-      out.push(c);
-      queue.push(c.pid);
-    }
-  }
-  return out;
-}
-
-/** Whether the process named by pid and start time is still there (and not a zombie). */
-export function alive(p: { pid: number; start: number }): boolean {
-  const now = readProc(p.pid);
-  return !!now && now.start === p.start && now.state !== 'Z';
 }
 
 /**

@@ -24,8 +24,9 @@ async function main() {
     await redis.start();
   }
   const env = { ...process.env, KILN_STATE_DIR: config.KILN_STATE_DIR };
-  const gateway = new Supervised('kiln-gateway', path.join(DIST, 'gateway', 'main.js'), env, log);
-  const invoker = new Supervised('kiln-invoker', path.join(DIST, 'invoker', 'main.js'), env, log);
+  const node = (name: string, script: string) => new Supervised(name, process.execPath, [path.join(DIST, script)], log, { env });
+  const gateway = node('kiln-gateway', 'gateway/main.js');
+  const invoker = node('kiln-invoker', 'invoker/main.js');
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -39,8 +40,7 @@ async function main() {
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
 
-  gateway.start();
-  invoker.start();
+  await Promise.all([gateway.start(), invoker.start()]);
   const url = `http://${config.KILN_HOST}:${config.KILN_PORT}`;
   await waitForHealth(url);
   await waitForHealth(`http://${config.KILN_HOST}:${config.KILN_INVOKER_METRICS_PORT}`);

@@ -1,0 +1,67 @@
+// The host's process table, read from /proc. The chaos run, the bench and the tests use it to
+// find a platform's processes by title and to see that none outlives it (or hides as a shim).
+import * as fs from 'node:fs';
+
+export interface Proc {
+  pid: number;
+  ppid: number;
+  start: number; // start time in clock ticks since boot: with pid, names one process for good
+  state: string; // R, S, T (stopped), Z ...
+  cmdline: string; // NUL-separated, as in /proc
+}
+
+export function readProc(pid: number): Proc | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { pid, state: rest[0], ppid: Number(rest[1]), start: Number(rest[19]), cmdline: cmdline || `[${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}]` };
+  } catch {
+    return null; // gone meanwhile
+  }
+}
+
+export function processTable(): Proc[] {
+  const out: Proc[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const p = readProc(Number(name));
+    if (p) out.push(p);
+  }
+  return out;
+}
+
+/** The command line with spaces, as ps shows it. */
+export const commandOf = (p: Proc) => p.cmdline.split('\0').filter(Boolean).join(' ');
+
+/** Every descendant of `root` (not `root` itself). */
+export function descendants(root: number, table = processTable()): Proc[] {
+  const byParent = new Map<number, Proc[]>();
+  for (const p of table) byParent.set(p.ppid, [...(byParent.get(p.ppid) ?? []), p]);
+  const out: Proc[] = [];
+  const queue = [root];
+  for (let i = 0; i < queue.length && i < 100_000; i++) {
+    for (const c of byParent.get(queue[i]) ?? []) {
+      out.push(c);
+      queue.push(c.pid);
+    }
+  }
+  return out;
+}
+
+/** Whether the process named by pid and start time is still there (and not a zombie). */
+export function alive(p: { pid: number; start: number }): boolean {
+  const now = readProc(p.pid);
+  return !!now && now.start === p.start && now.state !== 'Z';
+}
+
+/** The memory controller's cgroup path of a process (v1), or its v2 path; '' if gone. */
+export function memoryCgroupOf(pid: number): string {
+  try {
+    const cg = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+    const line = cg.find((l) => /^\d+:([^:]*,)?memory(,[^:]*)?:/.test(l)) ?? cg.find((l) => l.startsWith('0::')) ?? '';
+    return line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
+  } catch {
+    return '';
+  }
+}
