@@ -28,6 +28,7 @@ export class ContainerCgroup {
   // costs microseconds, where open + stat + read + close through the thread pool cost far more.
   private readonly open = new Map<string, number>();
   private readonly buf = Buffer.alloc(4096);
+  private cpuThisTurn: number | null | undefined;
 
   constructor(readonly rel: string, readonly version: CgroupVersion = cgroupVersion()) {}
 
@@ -92,14 +93,24 @@ export class ContainerCgroup {
     return field(await readText(this.file('memory', 'memory.oom_control')), 'oom_kill') ?? 0;
   }
 
-  /** CPU time used by every process of the container, in nanoseconds. */
+  /**
+   * CPU time used by every process of the container, in nanoseconds. Calls of one container
+   * that start or end in the same turn of the event loop share one reading: the kernel sums
+   * the counter over every CPU on each read, and under load dozens of calls end per turn.
+   */
   async cpuUsageNs(): Promise<number | null> {
+    if (this.cpuThisTurn !== undefined) return this.cpuThisTurn;
+    let ns: number | null;
     if (this.version === 2) {
       const usec = field(this.hotRead(this.file('cpu', 'cpu.stat')), 'usage_usec');
-      return usec === null ? null : usec * 1000;
+      ns = usec === null ? null : usec * 1000;
+    } else {
+      const t = this.hotRead(this.file('cpuacct', 'cpuacct.usage'));
+      ns = t === null ? null : Number(t.trim());
     }
-    const t = this.hotRead(this.file('cpuacct', 'cpuacct.usage'));
-    return t === null ? null : Number(t.trim());
+    this.cpuThisTurn = ns;
+    setImmediate(() => (this.cpuThisTurn = undefined));
+    return ns;
   }
 
   /** Starts a new peak-memory window (v1 only: v2's memory.peak is since creation). */

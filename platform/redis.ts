@@ -3,8 +3,8 @@
 // data (the AOF), like the gateway and invoker; it stops when the platform stops.
 import { ChildProcess } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
+import * as net from 'node:net';
 import * as path from 'node:path';
-import { Redis } from 'ioredis';
 import { Logger } from '../common/log';
 import { embeddedRedisSocket } from '../common/redis';
 import { Supervised } from './supervisor';
@@ -40,18 +40,23 @@ export class EmbeddedRedis {
 
 async function waitForRedis(socket: string, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 15_000;
-  for (;;) {
+  while (!(await pong(socket))) {
     if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
-    const r = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    r.on('error', () => undefined); // not up yet: retried below
-    try {
-      await r.connect();
-      if ((await r.ping()) === 'PONG') return;
-    } catch {
-      if (Date.now() > deadline) throw new Error('redis-server did not start');
-      await new Promise((res) => setTimeout(res, 50));
-    } finally {
-      r.disconnect();
-    }
+    if (Date.now() > deadline) throw new Error('redis-server did not start');
+    await new Promise((res) => setTimeout(res, 50));
   }
+}
+
+/** Whether a server on the socket answers PING (a bare probe: a client library would linger). */
+function pong(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.createConnection(socket, () => c.write('PING\r\n'));
+    const done = (ok: boolean) => {
+      c.destroy();
+      resolve(ok);
+    };
+    c.setTimeout(1000, () => done(false));
+    c.once('data', (d) => done(d.toString().startsWith('+PONG')));
+    c.once('error', () => done(false));
+  });
 }

@@ -41,18 +41,18 @@ if created then return 1 end
 return 0`;
 
 
-// KEYS: record. ARGV: running record json (without attempt), ttl, final statuses.
-// Marks an activation running unless it is final; returns its attempt number (1, or more when
-// an earlier delivery had got as far as running), or 0 when it is already final.
+// KEYS: record. ARGV: running record json (without attempt), ttl, final statuses, least attempt.
+// Marks an activation running unless it is final; returns its attempt number (the least given,
+// or more when an earlier delivery had got as far as running), or 0 when it is already final.
 const BEGIN = `
-local attempt = 1
+local attempt = tonumber(ARGV[4])
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local r = cjson.decode(cur)
   for s in string.gmatch(ARGV[3], '[^,]+') do
     if s == r['status'] then return 0 end
   end
-  if r['status'] == 'running' then attempt = (tonumber(r['attempt']) or 1) + 1 end
+  if r['status'] == 'running' then attempt = math.max(attempt, (tonumber(r['attempt']) or 1) + 1) end
 end
 local rec = cjson.decode(ARGV[1])
 rec['attempt'] = attempt
@@ -100,9 +100,12 @@ export class ActivationStore {
     return n === 1;
   }
 
-  /** Marks a call as running; returns its attempt number, or 0 if the record is already final. */
-  async begin(r: ActivationRecord): Promise<number> {
-    return (await begin(this.redis, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','))) as number;
+  /**
+   * Marks a call as running; returns its attempt number (at least `leastAttempt`), or 0 if the
+   * record is already final.
+   */
+  async begin(r: ActivationRecord, leastAttempt = 1): Promise<number> {
+    return (await begin(this.redis, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','), leastAttempt)) as number;
   }
 
   /** Writes the final record and its logs once; returns false if it was already final. */
