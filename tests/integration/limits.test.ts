@@ -6,14 +6,19 @@ import { fn, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(120_000);
 
+const RATE = 1; // tokens per second
+const BURST = 5;
+
 let p: Platform;
 let dir: string;
 beforeAll(async () => {
-  p = await startPlatform({ KILN_RATE_LIMIT: '5', KILN_RATE_BURST: '5', KILN_INFLIGHT_LIMIT: '2', KILN_PREWARM_COUNT: '0' });
+  // 1/s, the lowest rate: even calls slowed down by a loaded machine come faster than it refills.
+  p = await startPlatform({ KILN_RATE_LIMIT: String(RATE), KILN_RATE_BURST: String(BURST), KILN_INFLIGHT_LIMIT: '2', KILN_PREWARM_COUNT: '0' });
   expect((await p.cli(['deploy', fn('hello')])).code).toBe(0);
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-slow-'));
   await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name: 'slow', runtime: 'node20', handler: 'index.handler', memoryMB: 64, concurrency: 4 }));
-  await fsp.writeFile(path.join(dir, 'index.js'), 'exports.handler = async () => { await new Promise((r) => setTimeout(r, 800)); return 1; };');
+  // Long enough that the third of three concurrent calls arrives while the first two still run.
+  await fsp.writeFile(path.join(dir, 'index.js'), 'exports.handler = async () => { await new Promise((r) => setTimeout(r, 3000)); return 1; };');
   expect((await p.cli(['deploy', dir])).code).toBe(0);
 });
 afterAll(async () => {
@@ -23,7 +28,7 @@ afterAll(async () => {
 });
 
 it('answers 429 rate_limited past the in-flight limit, and admits again when calls end', async () => {
-  await new Promise((r) => setTimeout(r, 1200)); // a full bucket
+  // The bucket starts full (5 tokens); these four calls take 4, the refused one included.
   const calls = await Promise.all([0, 1, 2].map(() => p.api('POST', '/v1/functions/slow/invoke', {})));
   const statuses = calls.map((c) => c.status).sort();
   expect(statuses).toEqual([200, 200, 429]);
@@ -34,17 +39,21 @@ it('answers 429 rate_limited past the in-flight limit, and admits again when cal
 });
 
 it('answers 429 rate_limited past the rate limit, and nothing is queued for refused calls', async () => {
-  await new Promise((r) => setTimeout(r, 1200));
+  await new Promise((r) => setTimeout(r, 1200)); // at least a token
   const before = (await p.api('GET', '/v1/activations?function=hello&limit=200')).body.activations.length;
-  await p.api('POST', '/v1/functions/hello/invoke', {}); // warm, so the calls below are quick
-  await new Promise((r) => setTimeout(r, 1200));
+  expect((await p.api('POST', '/v1/functions/hello/invoke', {})).status).toBe(200); // warm, so the calls below are quick
+  await new Promise((r) => setTimeout(r, (BURST / RATE) * 1000 + 200)); // a full bucket
   const calls = [];
+  const t = Date.now();
   // One at a time: the in-flight limit (2) never applies, only the rate.
   for (let i = 0; i < 12; i++) calls.push(await p.api('POST', '/v1/functions/hello/invoke', {}));
+  const elapsed = Date.now() - t;
   const accepted = calls.filter((c) => c.status === 200).length;
   const refused = calls.filter((c) => c.status === 429);
-  expect(accepted).toBeGreaterThanOrEqual(5);
-  expect(accepted).toBeLessThanOrEqual(7); // burst 5, plus what refills at 5/s meanwhile
+  expect(accepted).toBeGreaterThanOrEqual(BURST);
+  // The burst, plus what refilled while the calls ran, however slow they were.
+  expect(accepted).toBeLessThanOrEqual(BURST + Math.floor((elapsed * RATE) / 1000));
+  expect(refused.length).toBeGreaterThan(0);
   expect(refused.length).toBe(12 - accepted);
   expect(refused[0].body.error).toMatchObject({ code: 'rate_limited' });
   expect(refused[0].body.error.message).toMatch(/rate limit/);

@@ -12,7 +12,9 @@ let p: Platform;
 let pids: number[] = [];
 
 beforeAll(async () => {
-  p = await startPlatform({ KILN_MAX_BODY_BYTES: String(256 * 1024) });
+  // No test here needs a container frozen; the default grace (500 ms) can freeze one between two
+  // calls on a loaded machine, and those expecting a 'warm' start would see 'thawed'.
+  p = await startPlatform({ KILN_MAX_BODY_BYTES: String(256 * 1024), KILN_PAUSE_GRACE_MS: '60000' });
   pids = await p.children();
   for (const name of ['hello', 'echo', 'slugify', 'inspect', 'crash']) {
     const r = await p.cli(['deploy', fn(name), '--json']);

@@ -121,12 +121,14 @@ describe('Prometheus with the repo rules, scraping a real kiln', () => {
   });
 
   it('scrapes the gateway and the invoker', async () => {
-    await eventually(async () => {
+    // The `up` series is checked in the same wait: it may trail the targets' health a little.
+    const up = await eventually(async () => {
       const res = await (await fetch(`${promUrl}/api/v1/targets`)).json() as { data: { activeTargets: { labels: { job: string }; health: string }[] } };
-      const up = res.data.activeTargets.filter((t) => t.health === 'up').map((t) => t.labels.job).sort();
-      return up.join() === 'kiln-gateway,kiln-invoker';
+      const healthy = res.data.activeTargets.filter((t) => t.health === 'up').map((t) => t.labels.job).sort();
+      const series = await query('up{job=~"kiln-.*"} == 1');
+      return healthy.join() === 'kiln-gateway,kiln-invoker' && series.length === 2 && series;
     }, 20_000);
-    expect(await query('up{job=~"kiln-.*"} == 1')).toHaveLength(2);
+    expect(up.map((s) => s.metric.job).sort()).toEqual(['kiln-gateway', 'kiln-invoker']);
   });
 
   it('records every rule and answers every dashboard query after real invocations', async () => {
@@ -180,8 +182,10 @@ describe('Prometheus with the repo rules, scraping a real kiln', () => {
       const res = await (await fetch(`${promUrl}/api/v1/rules`)).json() as { data: { groups: { rules: Rule[] }[] } };
       return res.data.groups.flatMap((g) => g.rules);
     };
-    await eventually(async () => (await rules()).every((r) => r.health !== 'unknown'), 10_000);
-    const all = await rules();
+    const all = await eventually(async () => {
+      const r = await rules();
+      return r.every((x) => x.health !== 'unknown') && r;
+    }, 10_000);
     expect(all.filter((r) => r.type === 'recording').map((r) => r.name).sort()).toEqual(recordingRules().sort());
     expect(all.filter((r) => r.type === 'alerting').map((r) => r.name)).toEqual(expect.arrayContaining(
       ['KilnHighErrorRate', 'KilnQueueBacklog', 'KilnInvokerDown', 'KilnInvokerMemoryNearCapacity']));
@@ -189,7 +193,9 @@ describe('Prometheus with the repo rules, scraping a real kiln', () => {
     // Until the first scrapes absent(up) holds and the down alerts go pending (their `for:` keeps
     // them from firing); with both targets up they are inactive.
     const downStates = async () => (await rules()).filter((r) => ['KilnInvokerDown', 'KilnGatewayDown'].includes(r.name)).map((r) => `${r.name} ${r.state}`);
-    await eventually(async () => (await downStates()).every((s) => s.endsWith(' inactive')), 15_000).catch(() => undefined);
-    expect(await downStates()).toEqual(['KilnInvokerDown inactive', 'KilnGatewayDown inactive']);
+    // What the wait saw last, not a new query: the failure (if any) shows the states it timed out on.
+    let down: string[] = [];
+    await eventually(async () => (down = await downStates()).every((s) => s.endsWith(' inactive')), 15_000).catch(() => undefined);
+    expect(down).toEqual(['KilnInvokerDown inactive', 'KilnGatewayDown inactive']);
   });
 });
