@@ -10,7 +10,7 @@ const KEEP_PER_LIST = 1000;
 
 // KEYS: record, logs, usage, in-flight. ARGV: record json, logs json, ttl, channel, final statuses (csv),
 // usage member, endedAt, activation id. The usage entry is written with the final record, in the
-// same script.
+// same script. No logs, no logs key (read as none).
 const FINISH = `
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -20,7 +20,7 @@ if cur then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+if ARGV[2] ~= '[]' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[3]) * 1000)
 redis.call('ZREM', KEYS[4], ARGV[8])
