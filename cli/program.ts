@@ -9,7 +9,7 @@ import { inspect } from './commands/inspect';
 import { invoke } from './commands/invoke';
 import { logs } from './commands/logs';
 import { ls } from './commands/ls';
-import { createNamespace } from './commands/namespaces';
+import { createNamespace, namespaceLimits, parseLimitValue } from './commands/namespaces';
 import { ps, stats } from './commands/ps';
 import { rm } from './commands/rm';
 import { usage } from './commands/usage';
@@ -63,6 +63,13 @@ export function buildProgram(): Command {
     .action(action(activations));
   const ns = program.command('namespaces').description('manage namespaces (admin key)');
   ns.command('create').argument('<name>').description('create a namespace and print its API key').action(action(createNamespace));
+  ns.command('limits')
+    .argument('<name>')
+    .option('--rate <n>', 'invocations per second (0: no rate limit; "default")', parseLimitValue)
+    .option('--burst <n>', 'invocations at once above the rate ("default")', parseLimitValue)
+    .option('--in-flight <n>', 'invocations queued or running at once (0: no limit; "default")', parseLimitValue)
+    .description("show a namespace's admission limits; with options, set them (admin key)")
+    .action(action(namespaceLimits));
   program.command('ps').description('containers on every live invoker').action(action(ps));
   program
     .command('stats')

@@ -14,6 +14,7 @@ export const keys = {
   activationsByFn: (ns: string, name: string) => `kiln:acts:${ns}:${name}`, // zset by queuedAt
   activationsByNs: (ns: string) => `kiln:acts:${ns}`, // zset by queuedAt
   usage: (ns: string) => `kiln:usage:${ns}`, // zset by endedAt: id|billedMs|memoryMB|cpuMs, untrimmed
+  limits: (ns: string) => `kiln:limits:${ns}`, // hash: ratePerSecond, burst, inFlight (a namespace's own)
   rateBucket: (ns: string) => `kiln:rate:${ns}`, // hash: tokens, ts
   inFlight: (ns: string) => `kiln:inflight:${ns}`, // zset: activation id by expiry
   invokers: 'kiln:invokers', // set of invoker ids

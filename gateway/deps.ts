@@ -8,6 +8,7 @@ import { ApiKeyStore } from '../common/store/apikeys';
 import { FunctionStore } from '../common/store/functions';
 import { InvokerStore } from '../common/store/invokers';
 import { Invocations } from './invocations';
+import { Admission } from './limits';
 import { GatewayMetrics } from './metrics';
 
 export interface Deps {
@@ -19,6 +20,7 @@ export interface Deps {
   apiKeys: ApiKeyStore;
   invokers: InvokerStore;
   invocations: Invocations;
+  admission: Admission;
   registry: client.Registry;
   metrics: GatewayMetrics;
 }

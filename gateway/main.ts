@@ -32,12 +32,11 @@ async function main() {
   await waiter.start();
   await ensureAdminKey(statePaths(config.KILN_STATE_DIR).adminKey, apiKeys);
   const registry = new client.Registry();
+  const admission = new Admission(redis, { ratePerSecond: config.KILN_RATE_LIMIT, burst: config.KILN_RATE_BURST, inFlight: config.KILN_INFLIGHT_LIMIT });
   const app = createApp({
-    config, log, redis, functions, activations, apiKeys, invokers, registry,
+    config, log, redis, functions, activations, apiKeys, invokers, registry, admission,
     metrics: createGatewayMetrics(registry, { queue, invokers }),
-    invocations: new Invocations(queue, functions, activations, waiter, config.KILN_SYNC_WAIT_MS, new Admission(redis, {
-      ratePerSecond: config.KILN_RATE_LIMIT, burst: config.KILN_RATE_BURST, inFlight: config.KILN_INFLIGHT_LIMIT,
-    }), config.KILN_JOB_ATTEMPTS),
+    invocations: new Invocations(queue, functions, activations, waiter, config.KILN_SYNC_WAIT_MS, admission, config.KILN_JOB_ATTEMPTS),
   });
   const server = app.listen(config.KILN_PORT, config.KILN_HOST, () => {
     log.info({ url: `http://${config.KILN_HOST}:${config.KILN_PORT}` }, 'gateway listening');

@@ -29,6 +29,10 @@ export class ApiKeyStore {
     return this.redis.smembers(keys.namespaces);
   }
 
+  async hasNamespace(name: string): Promise<boolean> {
+    return (await this.redis.sismember(keys.namespaces, name)) === 1;
+  }
+
   /** Creates a namespace with a fresh key; null when the name is taken. */
   async createNamespace(name: string): Promise<string | null> {
     if ((await this.redis.sadd(keys.namespaces, name)) === 0) return null;

@@ -1,11 +1,18 @@
-// Namespaces (admin), health and metrics.
+// Namespaces and their limits (admin), health and metrics.
 import Router from '@koa/router';
 import { Context } from 'koa';
-import { KilnError, badRequest } from '../../common/errors';
+import { z } from 'zod';
+import { KilnError, badRequest, notFound } from '../../common/errors';
+import { Principal } from '../../common/store/apikeys';
 import { NAME_RE } from '../../common/types';
 import { requireAdmin } from '../auth';
 import { readJson } from '../body';
 import { Deps } from '../deps';
+import { LIMIT_NAMES } from '../limits';
+
+// A limit set to null goes back to the gateway's default; 0 turns rate and in-flight limits off.
+const limit = z.number().int().min(0).max(1_000_000).nullable().optional();
+const limitChanges = z.strictObject({ ratePerSecond: limit, burst: limit, inFlight: limit });
 
 export function namespaceRoutes(router: Router, d: Deps): void {
   router.post('/v1/namespaces', async (ctx) => {
@@ -17,6 +24,30 @@ export function namespaceRoutes(router: Router, d: Deps): void {
     if (!apiKey) throw new KilnError('conflict', `namespace '${name}' already exists`);
     ctx.status = 201;
     ctx.body = { name, apiKey };
+  });
+
+  // A namespace's admission limits: any namespace's for the admin, its own for its key.
+  const limitsOf = async (ctx: Context) => {
+    const name = ctx.params.name;
+    const p = ctx.state.principal as Principal;
+    if (!p.admin && p.namespace !== name) throw new KilnError('forbidden', `this key belongs to namespace '${p.namespace}'`);
+    if (!NAME_RE.test(name) || !(await d.apiKeys.hasNamespace(name))) throw notFound(`no namespace '${name}'`);
+    return name;
+  };
+  const show = async (ctx: Context, name: string) => {
+    const { limits, own } = await d.admission.limitsOf(name);
+    ctx.body = { namespace: name, ...limits, own: LIMIT_NAMES.filter((k) => own[k] !== undefined) };
+  };
+  router.get('/v1/namespaces/:name/limits', async (ctx) => show(ctx, await limitsOf(ctx)));
+  router.put('/v1/namespaces/:name/limits', async (ctx) => {
+    requireAdmin(ctx);
+    const name = await limitsOf(ctx);
+    const parsed = limitChanges.safeParse(await readJson(ctx, 64 * 1024));
+    if (!parsed.success) {
+      throw badRequest(`body must be {"ratePerSecond"?, "burst"?, "inFlight"?}, each a whole number from 0 to 1000000, or null for the default: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
+    }
+    await d.admission.setLimits(name, parsed.data);
+    await show(ctx, name);
   });
 }
 

@@ -60,3 +60,43 @@ it('answers 429 rate_limited past the rate limit, and nothing is queued for refu
   const after = (await p.api('GET', '/v1/activations?function=hello&limit=200')).body.activations.length;
   expect(after - before).toBe(accepted + 1);
 });
+
+it("a namespace's own limits: set by the admin, used at once, back to the defaults on request", async () => {
+  const created = JSON.parse((await p.cli(['namespaces', 'create', 'team-l', '--json'])).stdout);
+  const key = created.apiKey as string;
+  const as = { KILN_API_KEY: key };
+  expect((await p.cli(['deploy', fn('hello')], as)).code).toBe(0);
+  const limits = (k: string | null = null) => p.api('GET', '/v1/namespaces/team-l/limits', undefined, { key: k ?? undefined });
+  expect((await limits(key)).body).toEqual({ namespace: 'team-l', ratePerSecond: RATE, burst: BURST, inFlight: 2, own: [] });
+
+  // Bad input and other namespaces' keys change nothing.
+  const put = (body: unknown, k?: string) => p.api('PUT', '/v1/namespaces/team-l/limits', body, { key: k });
+  expect((await put({ ratePerSecond: -1 })).status).toBe(400);
+  expect((await put({ rate: 5 })).status).toBe(400);
+  expect((await put({ burst: 1.5 })).status).toBe(400);
+  expect((await put({ burst: 100 }, key)).status).toBe(403); // a namespace cannot raise its own
+  expect((await p.api('PUT', '/v1/namespaces/nobody/limits', { burst: 1 })).status).toBe(404);
+  expect((await limits(key)).body.own).toEqual([]);
+
+  // No rate limit and no in-flight limit for team-l: twelve quick calls all run, while the
+  // default namespace stays bound by the gateway's defaults.
+  const set = await p.cli(['namespaces', 'limits', 'team-l', '--rate', '0', '--in-flight', '0', '--json']);
+  expect(set.code).toBe(0);
+  expect(JSON.parse(set.stdout)).toEqual({ namespace: 'team-l', ratePerSecond: 0, burst: BURST, inFlight: 0, own: ['ratePerSecond', 'inFlight'] });
+  const calls = await Promise.all(Array.from({ length: 12 }, () => p.api('POST', '/v1/functions/hello/invoke', {}, { key })));
+  expect(calls.map((c) => c.status)).toEqual(Array(12).fill(200));
+
+  // A tight one: burst 1 and 1 per second, so one of two calls sent together is refused.
+  expect((await put({ ratePerSecond: 1, burst: 1, inFlight: null })).body).toMatchObject({ ratePerSecond: 1, burst: 1, inFlight: 2, own: ['ratePerSecond', 'burst'] });
+  await new Promise((r) => setTimeout(r, 1100)); // a full bucket of one
+  const two = await Promise.all([0, 1].map(() => p.api('POST', '/v1/functions/hello/invoke', {}, { key })));
+  expect(two.map((c) => c.status).sort()).toEqual([200, 429]);
+  expect(two.find((c) => c.status === 429)!.body.error.message).toMatch(/rate limit of 1 invocations per second/);
+
+  // Back to the defaults.
+  const reset = await p.cli(['namespaces', 'limits', 'team-l', '--rate', 'default', '--burst', 'default', '--json']);
+  expect(JSON.parse(reset.stdout)).toEqual({ namespace: 'team-l', ratePerSecond: RATE, burst: BURST, inFlight: 2, own: [] });
+  const shown = await p.cli(['namespaces', 'limits', 'team-l'], as);
+  expect(shown.stdout).toMatch(/rate \(invocations\/s\)\s+1\s+default/);
+  expect((await p.cli(['namespaces', 'limits', 'team-l', '--burst', 'lots'])).code).toBe(2);
+});
