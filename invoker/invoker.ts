@@ -37,6 +37,7 @@ export class Invoker {
   private deploys?: Redis; // subscribed to DEPLOYED_CHANNEL
   private readonly codeLayers = new Map<string, Promise<string>>(); // by digest: fetched, or being fetched
   private readonly inHand = new Map<string, ActivationRecord>(); // running calls, for shutdown
+  private readonly runs = new Map<string, Promise<unknown>>(); // jobs being processed, by activation id
 
   constructor(private readonly config: Config, private readonly redis: Redis, private readonly log: Logger) {
     const id = config.KILN_INVOKER_ID;
@@ -194,6 +195,22 @@ export class Invoker {
    * context.attempt + 1; a final record is never written twice.
    */
   private async process(job: Job<InvocationJob>, token?: string): Promise<string> {
+    const id = job.data.activationId;
+    // Delivered again while this invoker still has it (its event loop was blocked past the job
+    // lock): the first run ends, and its final record makes this one a duplicate, instead of
+    // the function running twice at once.
+    await this.runs.get(id);
+    const run = this.run(job, token);
+    const settled = run.catch(() => undefined);
+    this.runs.set(id, settled);
+    try {
+      return await run;
+    } finally {
+      if (this.runs.get(id) === settled) this.runs.delete(id);
+    }
+  }
+
+  private async run(job: Job<InvocationJob>, token?: string): Promise<string> {
     const j = job.data;
     const base: ActivationRecord = {
       activationId: j.activationId, namespace: j.namespace, function: j.function, version: j.version,

@@ -6,6 +6,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
+import { keys } from '../../common/redis-keys';
 import { audit, Load, settle } from '../../faults/load';
 import { eventually, freePort, leftovers, Platform, ROOT, startPlatform } from './harness';
 
@@ -17,8 +18,10 @@ beforeAll(async () => {
   await fsp.writeFile(path.join(workDir, 'kiln.json'), JSON.stringify({ name: 'work', runtime: 'node20', handler: 'index.handler', memoryMB: 64, timeoutMs: 10_000, concurrency: 4 }));
   await fsp.writeFile(path.join(workDir, 'index.js'), `exports.handler = async (e, ctx) => {
   if (e.mark) require('fs').writeFileSync('/tmp/started', ''); // tells the test the event arrived
+  const runs = '/tmp/runs-' + ctx.activationId; // how many times this container ran this activation
+  if (e.count) require('fs').appendFileSync(runs, 'x');
   await new Promise((r) => setTimeout(r, e.ms ?? 200));
-  return { id: ctx.activationId, attempt: ctx.attempt, host: require('os').hostname() };
+  return { id: ctx.activationId, attempt: ctx.attempt, host: require('os').hostname(), runs: e.count ? require('fs').readFileSync(runs, 'utf8').length : undefined };
 };`);
 });
 afterAll(() => fsp.rm(workDir, { recursive: true, force: true }));
@@ -136,14 +139,41 @@ it('SIGTERM to the invoker: it finishes what it holds and leaves no stalled job'
   });
 });
 
-it('an invoker event loop blocked longer than the job lock: no activation gets two final records', async () => {
+it('an invoker event loop blocked longer than the job lock: no activation gets two final records, none runs twice', async () => {
   await withPlatform({}, async (p, redis) => {
-    await underLoad(p, redis, async () => {
+    const { load } = await underLoad(p, redis, async () => {
       const pid = await pidOf(p, 'kiln-invoker');
       process.kill(pid, 'SIGSTOP'); // as a blocked event loop: no lock renewal, no progress
       await sleep(5000);
       process.kill(pid, 'SIGCONT');
     });
+    // The stalled jobs come back to the invoker that still holds them: it lets the runs in hand
+    // end, and their records answer the second deliveries; no function ran a second time.
+    const records = (await redis.mget(load.sent.map((s) => keys.activation(s.id)))).filter((r) => r !== null).map((r) => JSON.parse(r!));
+    expect(records.filter((r) => (r.attempt ?? 1) > 1).map((r) => `${r.activationId} attempt ${r.attempt}`)).toEqual([]);
+  });
+});
+
+it('a job stalled while its invoker still runs it (event loop blocked past the lock) is not run a second time', async () => {
+  await withPlatform({}, async (p, redis) => {
+    const call = p.api('POST', '/v1/functions/work/invoke', { ms: 9000, count: true });
+    const [id] = await eventually(async () => {
+      const ids = await redis.zrange('kiln:acts:default:work', 0, -1);
+      return ids.length > 0 && ids;
+    });
+    await eventually(async () => (await redis.llen('bull:kiln-invocations:active')) === 1);
+    await sleep(2500); // past a stalled check (every KILN_JOB_LOCK_MS, 2 s) that saw it active
+    const pid = await pidOf(p, 'kiln-invoker');
+    process.kill(pid, 'SIGSTOP'); // no lock renewal: the job's lock expires
+    await sleep(4000);
+    process.kill(pid, 'SIGCONT');
+    const res = await call;
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ id, attempt: 1, runs: 1 });
+    // BullMQ did find it stalled and deliver it again: that delivery ran nothing.
+    const events = await redis.xrange('bull:kiln-invocations:events', '-', '+');
+    const stalled = events.map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]])))).filter((e) => e.event === 'stalled' && e.jobId === id);
+    expect(stalled.length).toBeGreaterThan(0);
   });
 });
 
