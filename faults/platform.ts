@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { launch, platformEnv } from '../platform/launch';
 import { alive, descendants, Proc, processTable, readProc } from '../platform/procs';
 
-export { alive, Proc, readProc };
+export { alive, readProc };
+export type { Proc };
 
 const CG_ROOT = '/sys/fs/cgroup';
 const OUTPUT_CAP = 4 * 2 ** 20;

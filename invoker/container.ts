@@ -26,7 +26,9 @@ export interface ContainerEnv {
 
 export interface ContainerSpec {
   fnKey: string; // namespace/name@version
+  namespace: string;
   name: string;
+  version: number;
   config: Manifest;
   codeLayer: string; // the function's unpacked layer root (holds function/)
   runtimeLayers: string[]; // the runtime's then the base's unpacked roots

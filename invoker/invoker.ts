@@ -147,10 +147,9 @@ export class Invoker {
     const containers: ContainerInfo[] = await Promise.all(
       slots.filter((e) => e.container).map(async (e) => {
         const c = e.container!;
-        const [ns, rest] = e.fnKey ? [e.fnKey.slice(0, e.fnKey.indexOf('/')), e.fnKey.slice(e.fnKey.indexOf('/') + 1)] : [null, null];
+        const s = c.spec; // null for a stem cell
         return {
-          id: c.id, namespace: ns, function: rest ? rest.slice(0, rest.lastIndexOf('@')) : null,
-          version: rest ? Number(rest.slice(rest.lastIndexOf('@') + 1)) : null,
+          id: c.id, namespace: s?.namespace ?? null, function: s?.name ?? null, version: s?.version ?? null,
           state: e.state, memoryMB: e.memoryMB, inFlight: e.inFlight, createdAt: e.createdAt, lastUsed: e.lastUsed,
           memoryBytes: await c.cgroup.memoryUsage(), cpuNs: await c.cgroup.cpuUsageNs(),
         };
@@ -220,7 +219,7 @@ export class Invoker {
     let spec: Spec;
     try {
       spec = {
-        fnKey: `${j.namespace}/${j.function}@${j.version}`, name: j.function, config: j.config,
+        fnKey: `${j.namespace}/${j.function}@${j.version}`, fn: `${j.namespace}/${j.function}`, namespace: j.namespace, name: j.function, version: j.version, config: j.config,
         runtime: j.config.runtime, memoryMB: j.config.memoryMB, concurrency: j.config.concurrency,
         codeLayer: await this.functionLayer(j.digest), runtimeLayers: this.runtimeLayers(j.config.runtime),
       };

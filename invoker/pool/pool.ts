@@ -20,7 +20,9 @@ export interface PoolContainer<S extends FunctionSpec = FunctionSpec> {
 }
 
 export interface FunctionSpec {
-  fnKey: string; // namespace/name@version
+  fnKey: string; // namespace/name@version: what a container serves
+  fn: string; // namespace/name
+  version: number;
   runtime: string;
   memoryMB: number;
   concurrency: number;
@@ -62,8 +64,16 @@ export class Entry<C extends PoolContainer<any>> implements Slot {
   container?: C;
   timer?: NodeJS.Timeout;
   op: Promise<unknown> = Promise.resolve(); // freezer writes, in order
+  fn: string | null = null; // namespace/name, with version: set with fnKey
+  version = 0;
 
   constructor(readonly id: string, public fnKey: string | null, readonly runtime: string, public memoryMB: number) {}
+
+  serve(spec: FunctionSpec): void {
+    this.fnKey = spec.fnKey;
+    this.fn = spec.fn;
+    this.version = spec.version;
+  }
 }
 
 export interface Lease<C> {
@@ -122,7 +132,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   }
 
   async acquire(spec: S): Promise<Lease<C>> {
-    this.retireOlderThan(spec.fnKey);
+    this.retireOlderThan(spec);
     const deadline = Date.now() + this.o.waitForRoomMs;
     for (;;) {
       if (this.closed) throw new Error('the invoker is shutting down');
@@ -237,7 +247,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     if (!evict) return null; // does not fit as this function: leave the stem for another
     e.inFlight++;
     const done = this.prepare(e, 'prewarm');
-    e.fnKey = spec.fnKey;
+    e.serve(spec);
     e.memoryMB = spec.memoryMB; // reserved before the first await, like a cold start
     this.move(e, 'busy');
     const t = performance.now();
@@ -263,6 +273,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   private async startCold(spec: S, evict: Entry<C>[]): Promise<Lease<C>> {
     // Reserved before the first await, so a call woken by the evictions cannot take the room.
     const e = this.add(spec.fnKey, spec.runtime, spec.memoryMB);
+    e.serve(spec);
     e.inFlight++;
     const done = this.prepare(e, 'cold');
     const t = performance.now();
@@ -291,15 +302,11 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   }
 
   /** A newer version of a function was called: older ones take no new calls and drain. */
-  private retireOlderThan(fnKey: string): void {
-    const at = fnKey.lastIndexOf('@');
-    const fn = fnKey.slice(0, at);
-    const version = Number(fnKey.slice(at + 1));
-    if ((this.latest.get(fn) ?? 0) >= version) return;
-    this.latest.set(fn, version);
-    for (const e of this.slots()) {
-      if (!e.fnKey || e.fnKey === fnKey || !e.fnKey.startsWith(fn + '@')) continue;
-      if (Number(e.fnKey.slice(at + 1)) >= version) continue;
+  private retireOlderThan(spec: S): void {
+    if ((this.latest.get(spec.fn) ?? 0) >= spec.version) return;
+    this.latest.set(spec.fn, spec.version);
+    for (const e of this.entries.values()) {
+      if (e.fn !== spec.fn || e.version >= spec.version) continue;
       e.retiring = true;
       if (e.inFlight === 0 && e.state !== 'starting') void this.remove(e);
     }

@@ -166,7 +166,8 @@ function rig(opts: Partial<PoolOptions> = {}): Rig {
 }
 
 function spec(fnKey: string, over: Partial<FunctionSpec> = {}): FunctionSpec {
-  return { fnKey, runtime: 'node20', memoryMB: 256, concurrency: 1, ...over };
+  const [fn, version] = fnKey.split('@');
+  return { fnKey, fn, version: Number(version), runtime: 'node20', memoryMB: 256, concurrency: 1, ...over };
 }
 
 const stateOf = (r: Rig, c: FakeContainer) => r.pool.slots().find((e) => e.container === c)?.state ?? 'gone';
