@@ -1,6 +1,7 @@
 // Unit tests are fast and need nothing; integration tests start real redis-server, gateway,
 // invoker and runc containers (they need root and the layers prepared by scripts/setup.sh).
-// Types are checked by `tsc` in setup; tests are only transpiled here.
+// Types (tests included) are checked by `tsc -p tsconfig.test.json` in `npm test`; jest only
+// transpiles.
 const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json', diagnostics: false }] };
 const common = { transform, testEnvironment: 'node', modulePathIgnorePatterns: ['<rootDir>/.kiln/', '<rootDir>/functions/', '<rootDir>/dist/'] };
 module.exports = {
