@@ -1,6 +1,5 @@
 // Small helpers shared by the benchmark: progress output, timed HTTP requests (TCP or unix
 // socket), waiting with a bound, and running commands.
-import { execFile } from 'node:child_process';
 import * as http from 'node:http';
 
 const t0 = performance.now();
@@ -65,22 +64,8 @@ export async function waitFor<T>(what: string, check: () => Promise<T | null | u
   }
 }
 
-export interface ExecResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command (never throws for a non-zero exit), with a timeout. */
-export function exec(file: string, args: string[], timeoutMs = 30_000): Promise<ExecResult> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 2 ** 20 }, (err, stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
-      const code = !e ? 0 : typeof e.code === 'number' ? e.code : 127;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr || (e && !stderr ? e.message : '')) });
-    });
-  });
-}
+// Commands run by the bench never throw for a non-zero exit: it reports what it saw.
+export { tryRun as exec } from '../common/process';
 
 /** Runs `fn` over `items` with at most `limit` at once; stops starting new ones after `deadline`. */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>, deadline = Infinity): Promise<(R | undefined)[]> {

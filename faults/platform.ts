@@ -3,12 +3,13 @@
 // and the bench start theirs; plus what the chaos run needs around it: the host's process table
 // (to find the platform's processes by title and to see that none outlives it), the containers
 // on disk, and the check that nothing of this platform is left on the machine once it stopped.
-import { ChildProcess, execFile } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { tryRun as run } from '../common/process';
 import { launch, platformEnv } from '../platform/launch';
 import { alive, descendants, Proc, processTable, readProc } from '../platform/procs';
 
@@ -34,16 +35,6 @@ export const sleep = (ms: number, signal?: AbortSignal) =>
 export function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   let t: NodeJS.Timeout;
   return Promise.race([p, new Promise<T>((r) => (t = setTimeout(() => r(fallback), ms)))]).finally(() => clearTimeout(t));
-}
-
-/** Runs a command with a time bound; never throws. */
-export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 2 ** 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr || (err && !stdout ? err.message : '')) });
-    });
-  });
 }
 
 /**
