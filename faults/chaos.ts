@@ -8,7 +8,7 @@
 // checks that nothing of it is left on the machine. Exit code 0 only if all of that holds.
 //
 //   npm run chaos -- [--minutes N] [--seed S] [--json]
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -18,11 +18,10 @@ import { Command, InvalidArgumentError } from 'commander';
 import { Redis } from 'ioredis';
 import { KilnClient } from '../cli/client';
 import { deployDirectory } from '../cli/commands/deploy';
-import { REPO_ROOT } from '../common/paths';
 import { keys } from '../common/redis-keys';
 import { ActivationRecord, FINAL_STATUSES } from '../common/types';
+import { launchInvoker } from '../platform/launch';
 import { audit, Audit, Load, settle } from './load';
-import { freePort } from '../common/net';
 import { alive, frozen, isClean, leftovers, Leftovers, Platform, Proc, purge, readProc, removeStateDir, sleep, within } from './platform';
 
 const KINDS = ['kill-invoker', 'kill-gateway', 'kill-redis', 'term-invoker', 'stop-invoker', 'kill-container', 'second-invoker'] as const;
@@ -227,18 +226,13 @@ class Chaos {
       }
       case 'second-invoker': {
         const id = `${this.p.invokerId}-${this.seconds.length + 2}`;
-        const port = await freePort();
-        const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'invoker', 'main.js')], {
-          env: { ...this.p.env, KILN_INVOKER_ID: id, KILN_INVOKER_METRICS_PORT: String(port) },
-          stdio: ['ignore', 'pipe', 'pipe'],
+        const { child, url } = await launchInvoker(this.p.env, id, {
           detached: true, // its own process group: Ctrl-C is handled by the chaos run
+          onOutput: (d) => this.p.append(`[${id}] ${d}`),
         });
-        child.stdout!.on('data', (d) => this.p.append(`[${id}] ${d}`));
-        child.stderr!.on('data', (d) => this.p.append(`[${id}] ${d}`));
-        child.on('error', (e) => this.p.append(`[${id}] ${e.message}\n`));
         const second: SecondInvoker = { id, child };
         this.seconds.push(second);
-        const up = await this.until(() => this.healthy(`http://127.0.0.1:${port}/healthz`), 30_000);
+        const up = await this.until(() => this.healthy(`${url}/healthz`), 30_000);
         const ms = 3000 + Math.floor(param * 3000);
         if (up) await sleep(ms, this.signal);
         this.p.track(child.pid ? [child.pid] : []);

@@ -48,6 +48,25 @@ export interface Launched {
   key: string; // the admin key
 }
 
+/**
+ * Starts one more invoker for a running platform (`env`: the platform's), as `id`, with its
+ * metrics and health on a free port at `url`. The caller waits for it to be healthy its own way.
+ */
+export async function launchInvoker(env: NodeJS.ProcessEnv, id: string, o: Pick<LaunchOptions, 'detached' | 'onOutput'> = {}): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'invoker', 'main.js')], {
+    env: { ...env, KILN_INVOKER_ID: id, KILN_INVOKER_METRICS_PORT: String(port) },
+    stdio: o.onOutput ? ['ignore', 'pipe', 'pipe'] : 'ignore',
+    detached: o.detached ?? false,
+  });
+  if (o.onOutput) {
+    child.stdout!.on('data', (d) => o.onOutput!(String(d)));
+    child.stderr!.on('data', (d) => o.onOutput!(String(d)));
+    child.on('error', (e) => o.onOutput!(`${e.message}\n`));
+  }
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
 /** Starts the platform with `env` and resolves once it says it is running. */
 export async function launch(env: NodeJS.ProcessEnv, o: LaunchOptions = {}): Promise<Launched> {
   const timeoutMs = o.timeoutMs ?? 60_000;

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import { keys } from '../../common/redis-keys';
 import { audit, Load, settle } from '../../faults/load';
+import { launchInvoker } from '../../platform/launch';
 import { eventually, freePort, leftovers, Platform, ROOT, startPlatform } from './harness';
 
 jest.setTimeout(180_000);
@@ -73,11 +74,8 @@ it('kill -9 of the invoker in the middle of calls: restarted, every call ends on
 
 it('two invokers, one killed for good: the other carries on with its work', async () => {
   await withPlatform({}, async (p, redis) => {
-    const port = await freePort();
-    const second: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'dist', 'invoker', 'main.js')], {
-      env: { ...p.env, KILN_INVOKER_ID: `${p.invokerId}-2`, KILN_INVOKER_METRICS_PORT: String(port) }, stdio: 'ignore',
-    });
-    await eventually(async () => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok));
+    const { child: second, url } = await launchInvoker(p.env, `${p.invokerId}-2`);
+    await eventually(async () => fetch(`${url}/healthz`).then((r) => r.ok));
     const { audit: a } = await underLoad(p, redis, async () => {
       second.kill('SIGKILL');
     });

@@ -1,11 +1,12 @@
 // The platform's own supervision: a killed invoker or gateway comes back, and an invoker that
 // starts removes what a crashed one left (containers, overlay mounts, cgroups).
-import { spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { eventually, fn, freePort, leftovers, Platform, startPlatform, stopClean } from './harness';
+import { launchInvoker } from '../../platform/launch';
+import { eventually, fn, leftovers, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(120_000);
 
@@ -114,7 +115,7 @@ describe('several invokers sharing a state dir', () => {
   it('removes what a dead invoker left, once its heartbeat is gone, and nothing of live ones', async () => {
     const p = await startPlatform({ KILN_PREWARM_COUNT: '0', KILN_PEER_SWEEP_MS: '1000' });
     const others: number[] = [];
-    let peer: ReturnType<typeof spawn> | undefined;
+    let peer: ChildProcess | undefined;
     try {
       expect((await p.cli(['deploy', fn('crash')])).code).toBe(0);
       await p.api('POST', '/v1/functions/crash/invoke?async=true', { mode: 'hang' });
@@ -127,11 +128,9 @@ describe('several invokers sharing a state dir', () => {
       await eventually(async () => execFileSync('redis-cli', ['-s', socket, 'exists', `kiln:invoker:${p.invokerId}`], { encoding: 'utf8' }).trim() === '0', 20_000);
 
       const peerId = `${p.invokerId}-b`;
-      const metricsPort = await freePort();
-      peer = spawn(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'invoker', 'main.js')], {
-        env: { ...p.env, KILN_INVOKER_ID: peerId, KILN_INVOKER_METRICS_PORT: String(metricsPort) }, stdio: 'ignore',
-      });
-      await eventually(async () => fetch(`http://127.0.0.1:${metricsPort}/healthz`).then((r) => r.ok, () => false));
+      const launched = await launchInvoker(p.env, peerId);
+      peer = launched.child;
+      await eventually(async () => fetch(`${launched.url}/healthz`).then((r) => r.ok, () => false));
       expect(fs.existsSync(path.join(p.stateDir, 'runc', p.invokerId))).toBe(false);
       expect(fs.existsSync(path.join(p.stateDir, 'containers', p.invokerId))).toBe(false);
       expect(fs.existsSync(`/sys/fs/cgroup/memory/kiln/${p.invokerId}`)).toBe(false);
