@@ -1,6 +1,5 @@
 // Faults under a steady load of sync and async calls. After each, every accepted invocation must
 // have exactly one final record: none lost, none doubled (docs/delivery.md).
-import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -9,7 +8,7 @@ import { Redis } from 'ioredis';
 import { keys } from '../../common/redis-keys';
 import { audit, Load, settle } from '../../faults/load';
 import { launchInvoker } from '../../platform/launch';
-import { eventually, freePort, leftovers, Platform, ROOT, startPlatform } from './harness';
+import { eventually, leftovers, Platform, startPlatform } from './harness';
 
 jest.setTimeout(180_000);
 
