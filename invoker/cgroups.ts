@@ -23,9 +23,10 @@ function field(text: string | null, key: string): number | null {
 
 /** One container's cgroup, by its path relative to each hierarchy (the spec's cgroupsPath). */
 export class ContainerCgroup {
-  // Files read around every call stay open and are read in place (pread at offset 0, which
-  // makes the kernel generate them anew): cgroup files live in memory, so a synchronous read
-  // costs microseconds, where open + stat + read + close through the thread pool cost far more.
+  // Files read around every call, and the freezer's, stay open and are read in place (pread at
+  // offset 0, which makes the kernel generate them anew) or written again: cgroup files live in
+  // memory, so a synchronous call costs microseconds, where open + stat + read + close through
+  // the thread pool cost far more.
   private readonly open = new Map<string, number>();
   private readonly buf = Buffer.alloc(4096);
   private cpuThisTurn: number | null | undefined;
@@ -44,6 +45,17 @@ export class ContainerCgroup {
     } catch {
       return null;
     }
+  }
+
+  /** Writes a control file through a descriptor kept open, like hotRead. */
+  private hotWrite(file: string, value: string): void {
+    const key = `${file}#write`;
+    let fd = this.open.get(key);
+    if (fd === undefined) {
+      fd = fs.openSync(file, 'w');
+      this.open.set(key, fd);
+    }
+    fs.writeSync(fd, value);
   }
 
   private freshRead(file: string): string | null {
@@ -116,11 +128,8 @@ export class ContainerCgroup {
   /** Starts a new peak-memory window (v1 only: v2's memory.peak is since creation). */
   async resetPeakMemory(): Promise<void> {
     if (this.version !== 1) return;
-    const file = this.file('memory', 'memory.max_usage_in_bytes');
     try {
-      const key = `${file}#write`;
-      if (!this.open.has(key)) this.open.set(key, fs.openSync(file, 'w'));
-      fs.writeSync(this.open.get(key)!, '0');
+      this.hotWrite(this.file('memory', 'memory.max_usage_in_bytes'), '0');
     } catch {
       /* the container is gone */
     }
@@ -135,11 +144,11 @@ export class ContainerCgroup {
   async setFrozen(frozen: boolean): Promise<number> {
     const t = performance.now();
     if (this.version === 2) {
-      fs.writeFileSync(this.file('', 'cgroup.freeze'), frozen ? '1' : '0');
+      this.hotWrite(this.file('', 'cgroup.freeze'), frozen ? '1' : '0');
       await this.until(this.file('', 'cgroup.events'), (s) => s.includes(`frozen ${frozen ? 1 : 0}`));
     } else {
       const want = frozen ? 'FROZEN' : 'THAWED';
-      fs.writeFileSync(this.file('freezer', 'freezer.state'), want);
+      this.hotWrite(this.file('freezer', 'freezer.state'), want);
       await this.until(this.file('freezer', 'freezer.state'), (s) => s.trim() === want);
     }
     return performance.now() - t;
@@ -149,7 +158,9 @@ export class ContainerCgroup {
   private async until(file: string, ok: (text: string) => boolean): Promise<void> {
     const deadline = performance.now() + 5_000;
     for (let i = 0; ; i++) {
-      if (ok(fs.readFileSync(file, 'utf8'))) return;
+      const text = this.hotRead(file);
+      if (text === null) throw new Error(`${file} cannot be read: the container is gone`);
+      if (ok(text)) return;
       if (performance.now() > deadline) throw new Error(`${file} did not reach the wanted state in 5 s`);
       await new Promise((r) => (i < 50 ? setImmediate(r) : setTimeout(r, 1)));
     }

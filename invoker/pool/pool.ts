@@ -163,7 +163,8 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
 
   /** Ends a call. A container that failed, or serves a superseded version, is removed. */
   async release(container: C): Promise<void> {
-    const e = this.slots().find((x) => x.container === container);
+    let e: Entry<C> | undefined;
+    for (const x of this.entries.values()) if (x.container === container) e = x;
     if (!e) return;
     e.inFlight--;
     e.lastUsed = Date.now();
