@@ -26,13 +26,9 @@ export class LayerStore {
     return path.join(this.dir, hexOf(digest), 'root');
   }
 
-  private readonly present = new Set<string>(); // layers seen unpacked: never removed while we run
-
-  async has(digest: string): Promise<boolean> {
-    if (this.present.has(digest)) return true;
-    const yes = await exists(this.rootPath(digest));
-    if (yes) this.present.add(digest);
-    return yes;
+  /** Whether the layer is unpacked here. (The invoker remembers the answer per digest.) */
+  has(digest: string): Promise<boolean> {
+    return exists(this.rootPath(digest));
   }
 
   /** Stores a tarball file (moved in) and returns its digest. */
