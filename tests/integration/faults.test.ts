@@ -50,7 +50,7 @@ async function withPlatform(env: NodeJS.ProcessEnv, body: (p: Platform, redis: R
 }
 
 /** Runs the load around `fault`, then checks that nothing was lost or doubled. */
-async function underLoad(p: Platform, redis: Redis, fault: () => Promise<void>, opts: { seconds?: number; event?: unknown; syncShare?: number } = {}) {
+async function underLoad(p: Platform, redis: Redis, fault: () => Promise<unknown>, opts: { seconds?: number; event?: unknown; syncShare?: number } = {}) {
   const load = new Load({ url: p.url, key: p.key, fn: 'work', perSecond: 20, event: opts.event, syncShare: opts.syncShare });
   load.start();
   await sleep(1500);
@@ -155,7 +155,7 @@ it('a job stalled while its invoker still runs it (event loop blocked past the l
   await withPlatform({}, async (p, redis) => {
     const call = p.api('POST', '/v1/functions/work/invoke', { ms: 9000, count: true });
     const [id] = await eventually(async () => {
-      const ids = await redis.zrange('kiln:acts:default:work', 0, -1);
+      const ids = await redis.zrange('kiln:acts:default:work', '0', '-1');
       return ids.length > 0 && ids;
     });
     await eventually(async () => (await redis.llen('bull:kiln-invocations:active')) === 1);

@@ -60,7 +60,7 @@ export async function startPlatform(extraEnv: NodeJS.ProcessEnv = {}): Promise<P
       let payload: Buffer | string | undefined = opts.raw;
       if (body !== undefined) payload = JSON.stringify(body);
       if (payload !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
-      const res = await fetch(url + route, { method, headers, body: payload });
+      const res = await fetch(url + route, { method, headers, body: typeof payload === 'string' || payload === undefined ? payload : new Uint8Array(payload) });
       const text = await res.text();
       let parsed: unknown;
       try {

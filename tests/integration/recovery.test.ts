@@ -1,12 +1,12 @@
 // The platform's own supervision: a killed invoker or gateway comes back, and an invoker that
 // starts removes what a crashed one left (containers, overlay mounts, cgroups).
-import { ChildProcess } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { launchInvoker } from '../../platform/launch';
-import { eventually, fn, leftovers, Platform, startPlatform, stopClean } from './harness';
+import { eventually, fn, freePort, leftovers, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(120_000);
 
