@@ -511,7 +511,7 @@ async function noShimCheck(p: Platform, memoryMB: number, before: Proc[]): Promi
   const extra = [...after.values()]
     .filter((x) => !existed.has(`${x.pid}:${x.start}`))
     .map((x) => ({ ...x, cgroup: memoryCgroupOf(x.pid) }))
-    .filter((x) => !x.cgroup.includes('/kiln/')) // a container's own process
+    .filter((x) => x.cgroup !== '' && !x.cgroup.includes('/kiln/')) // gone since, or a container's own process
     // Ours: below the platform process, or orphaned to init (where a shim would live).
     .filter((x) => ours.has(x.pid) || x.ppid === 1);
   const invokerPid = await p.invokerPid();

@@ -198,7 +198,7 @@ export class Invoker {
     // Delivered again while this invoker still has it (its event loop was blocked past the job
     // lock): the first run ends, and its final record makes this one a duplicate, instead of
     // the function running twice at once.
-    await this.runs.get(id);
+    for (let earlier = this.runs.get(id); earlier; earlier = this.runs.get(id)) await earlier;
     const run = this.run(job, token);
     const settled = run.catch(() => undefined);
     this.runs.set(id, settled);
@@ -251,7 +251,7 @@ export class Invoker {
       const firstDelivery = job.attemptsStarted === 1 && !j.resent;
       let begun: Promise<number> | null = null; // awaited after the call
       if (firstDelivery) {
-        markLater = setTimeout(() => (begun = this.activations.begin({ ...base, startedAt }, leastAttempt).catch(() => leastAttempt)), RUNNING_MARK_MS);
+        markLater = setTimeout(() => (begun = this.activations.begin({ ...base, startedAt }, leastAttempt, true).catch(() => leastAttempt)), RUNNING_MARK_MS);
       }
       const attempt = firstDelivery ? leastAttempt : await this.activations.begin({ ...base, startedAt }, leastAttempt);
       if (attempt === 0) return 'duplicate';

@@ -58,5 +58,6 @@ function pong(socket: string): Promise<boolean> {
     c.setTimeout(1000, () => done(false));
     c.once('data', (d) => done(d.toString().startsWith('+PONG')));
     c.once('error', () => done(false));
+    c.once('close', () => done(false)); // closed without an answer
   });
 }

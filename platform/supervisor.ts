@@ -19,6 +19,7 @@ export class Supervised {
 
   async start(): Promise<ChildProcess> {
     await this.opts.beforeStart?.();
+    if (this.stopping) throw new Error(`${this.name} is stopping`); // stop() came during beforeStart
     const child = spawn(this.command, this.args, { env: this.opts.env ?? process.env, stdio: ['ignore', 'inherit', 'inherit'] });
     this.child = child;
     this.exited = new Promise((resolve) => {

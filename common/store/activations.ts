@@ -41,9 +41,11 @@ if created then return 1 end
 return 0`;
 
 
-// KEYS: record. ARGV: running record json (without attempt), ttl, final statuses, least attempt.
-// Marks an activation running unless it is final; returns its attempt number (the least given,
-// or more when an earlier delivery had got as far as running), or 0 when it is already final.
+// KEYS: record. ARGV: running record json (without attempt), ttl, final statuses, least attempt,
+// '1' for a late mark. Marks an activation running unless it is final; returns its attempt
+// number (the least given, or more when an earlier delivery had got as far as running), or 0
+// when it is already final. A late mark (a first delivery marked after it started) finding the
+// record running changes nothing: a later delivery marked it, and counted the attempts.
 const BEGIN = `
 local attempt = tonumber(ARGV[4])
 local cur = redis.call('GET', KEYS[1])
@@ -52,7 +54,10 @@ if cur then
   for s in string.gmatch(ARGV[3], '[^,]+') do
     if s == r['status'] then return 0 end
   end
-  if r['status'] == 'running' then attempt = math.max(attempt, (tonumber(r['attempt']) or 1) + 1) end
+  if r['status'] == 'running' then
+    if ARGV[5] == '1' then return tonumber(r['attempt']) or 1 end
+    attempt = math.max(attempt, (tonumber(r['attempt']) or 1) + 1)
+  end
 end
 local rec = cjson.decode(ARGV[1])
 rec['attempt'] = attempt
@@ -102,10 +107,10 @@ export class ActivationStore {
 
   /**
    * Marks a call as running; returns its attempt number (at least `leastAttempt`), or 0 if the
-   * record is already final.
+   * record is already final. `late`: the call started before this mark (see the script).
    */
-  async begin(r: ActivationRecord, leastAttempt = 1): Promise<number> {
-    return (await begin(this.redis, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','), leastAttempt)) as number;
+  async begin(r: ActivationRecord, leastAttempt = 1, late = false): Promise<number> {
+    return (await begin(this.redis, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','), leastAttempt, late ? '1' : '0')) as number;
   }
 
   /** Writes the final record and its logs once; returns false if it was already final. */

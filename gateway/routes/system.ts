@@ -11,8 +11,8 @@ import { Deps } from '../deps';
 import { LIMIT_NAMES } from '../limits';
 
 // A limit set to null goes back to the gateway's default; 0 turns rate and in-flight limits off.
-const limit = z.number().int().min(0).max(1_000_000).nullable().optional();
-const limitChanges = z.strictObject({ ratePerSecond: limit, burst: limit, inFlight: limit });
+const limit = (least: number) => z.number().int().min(least).max(1_000_000).nullable().optional();
+const limitChanges = z.strictObject({ ratePerSecond: limit(0), burst: limit(1), inFlight: limit(0) });
 
 export function namespaceRoutes(router: Router, d: Deps): void {
   router.post('/v1/namespaces', async (ctx) => {
@@ -44,7 +44,7 @@ export function namespaceRoutes(router: Router, d: Deps): void {
     const name = await limitsOf(ctx);
     const parsed = limitChanges.safeParse(await readJson(ctx, 64 * 1024));
     if (!parsed.success) {
-      throw badRequest(`body must be {"ratePerSecond"?, "burst"?, "inFlight"?}, each a whole number from 0 to 1000000, or null for the default: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
+      throw badRequest(`body must be {"ratePerSecond"?, "burst"?, "inFlight"?}, each a whole number up to 1000000 (burst at least 1), or null for the default: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`);
     }
     await d.admission.setLimits(name, parsed.data);
     await show(ctx, name);

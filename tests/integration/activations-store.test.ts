@@ -55,6 +55,17 @@ it('a record already running was delivered before: the next delivery gets the ne
   expect((await store.get(a.activationId))?.attempt).toBe(7);
 });
 
+it('a late mark of a first delivery finding the record running (a later delivery marked it) changes nothing', async () => {
+  const a = record();
+  await store.create(a);
+  expect(await store.begin({ ...a, status: 'running', invoker: 'second' }, 2)).toBe(2);
+  expect(await store.begin({ ...a, status: 'running', invoker: 'first' }, 1, true)).toBe(2);
+  expect(await store.get(a.activationId)).toMatchObject({ status: 'running', attempt: 2, invoker: 'second' });
+  const b = record();
+  await store.create(b);
+  expect(await store.begin({ ...b, status: 'running' }, 1, true)).toBe(1); // queued: marked as usual
+});
+
 it('a final record is written once, and never marked running again', async () => {
   const a = record();
   await store.create(a);

@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 it('answers 429 rate_limited past the in-flight limit, and admits again when calls end', async () => {
-  // The bucket starts full (5 tokens); these four calls take 4, the refused one included.
+  // The bucket starts full (5 tokens); these three calls take 3, the refused one included.
   const calls = await Promise.all([0, 1, 2].map(() => p.api('POST', '/v1/functions/slow/invoke', {})));
   const statuses = calls.map((c) => c.status).sort();
   expect(statuses).toEqual([200, 200, 429]);
@@ -74,6 +74,7 @@ it("a namespace's own limits: set by the admin, used at once, back to the defaul
   expect((await put({ ratePerSecond: -1 })).status).toBe(400);
   expect((await put({ rate: 5 })).status).toBe(400);
   expect((await put({ burst: 1.5 })).status).toBe(400);
+  expect((await put({ burst: 0 })).status).toBe(400); // a bucket holds at least one call
   expect((await put({ burst: 100 }, key)).status).toBe(403); // a namespace cannot raise its own
   expect((await p.api('PUT', '/v1/namespaces/nobody/limits', { burst: 1 })).status).toBe(404);
   expect((await limits(key)).body.own).toEqual([]);
