@@ -407,6 +407,9 @@ async function main(): Promise<number> {
     }
   };
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => onSignal(sig));
+  // A reader that went away (`| head`) must not end the run before it cleans up: it runs its
+  // platform in a process group of its own, which nothing else would stop.
+  for (const out of [process.stdout, process.stderr]) out.on('error', () => undefined);
 
   const report: ChaosReport = {
     ok: false, interrupted: false, seed: args.seed, minutes: args.minutes, durationS: 0, loadS: 0,
