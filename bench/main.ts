@@ -257,6 +257,8 @@ async function abort(why: string, code: number): Promise<never> {
 
 process.on('SIGINT', () => void abort('interrupted (SIGINT)', 130));
 process.on('SIGTERM', () => void abort('terminated (SIGTERM)', 143));
+// A reader that went away (`| head`) must not end the run before it cleans up.
+for (const out of [process.stdout, process.stderr]) out.on('error', () => undefined);
 setTimeout(() => void abort(`watchdog: the run passed ${HARD_LIMIT_MS / 1000} s`, 3), HARD_LIMIT_MS).unref();
 
 main().then(
