@@ -77,7 +77,7 @@ export class ContainerCgroup {
   }
 
   /** How many processes (not threads) the container has. */
-  async processCount(): Promise<number> {
+  processCount(): number {
     // Opened anew each time: a kept cgroup.procs file may keep answering with the list it made
     // first. Still synchronous: the file is in memory.
     const t = this.freshRead(this.file('pids', 'cgroup.procs'));
@@ -85,7 +85,7 @@ export class ContainerCgroup {
   }
 
   /** How many tasks (threads of every process) the container has. */
-  async taskCount(): Promise<number | null> {
+  taskCount(): number | null {
     const t = this.hotRead(this.file('pids', 'pids.current'));
     return t === null ? null : Number(t.trim());
   }
@@ -95,7 +95,7 @@ export class ContainerCgroup {
     return field(await readText(this.file('pids', 'pids.events')), 'max') ?? 0;
   }
 
-  async memoryUsage(): Promise<number | null> {
+  memoryUsage(): number | null {
     const t = this.hotRead(this.file('memory', this.version === 2 ? 'memory.current' : 'memory.usage_in_bytes'));
     return t === null ? null : Number(t.trim());
   }
@@ -110,7 +110,7 @@ export class ContainerCgroup {
    * that start or end in the same turn of the event loop share one reading: the kernel sums
    * the counter over every CPU on each read, and under load dozens of calls end per turn.
    */
-  async cpuUsageNs(): Promise<number | null> {
+  cpuUsageNs(): number | null {
     if (this.cpuThisTurn !== undefined) return this.cpuThisTurn;
     let ns: number | null;
     if (this.version === 2) {
@@ -126,7 +126,7 @@ export class ContainerCgroup {
   }
 
   /** Starts a new peak-memory window (v1 only: v2's memory.peak is since creation). */
-  async resetPeakMemory(): Promise<void> {
+  resetPeakMemory(): void {
     if (this.version !== 1) return;
     try {
       this.hotWrite(this.file('memory', 'memory.max_usage_in_bytes'), '0');
@@ -194,7 +194,7 @@ export class ContainerCgroup {
     write(this.file('cpu', 'cpu.shares'), String(cpuShares));
   }
 
-  async peakMemoryBytes(): Promise<number | null> {
+  peakMemoryBytes(): number | null {
     const t = this.hotRead(this.file('memory', this.version === 2 ? 'memory.peak' : 'memory.max_usage_in_bytes'));
     return t === null ? null : Number(t.trim());
   }

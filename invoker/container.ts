@@ -124,7 +124,7 @@ export class Container {
       });
       await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
       await env.runtime.run(id, dir, c.output);
-      await waitForSocket(path.join(socketDir, 'kiln.sock'), READY_TIMEOUT_MS, async () => (await c.cgroup.processCount()) > 0);
+      await waitForSocket(path.join(socketDir, 'kiln.sock'), READY_TIMEOUT_MS, () => c.cgroup.processCount() > 0);
       return c;
     } catch (e) {
       await c.destroy().catch(() => undefined);
@@ -158,7 +158,8 @@ export class Container {
   async invoke(event: unknown, context: Record<string, unknown>, timeoutMs: number): Promise<CallOutcome> {
     const spec = this.spec!;
     const solo = spec.config.concurrency === 1; // per-call peaks are only exact when alone
-    const [cpuBefore] = await Promise.all([this.cgroup.cpuUsageNs(), solo ? this.cgroup.resetPeakMemory() : undefined]);
+    const cpuBefore = this.cgroup.cpuUsageNs();
+    if (solo) this.cgroup.resetPeakMemory();
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), timeoutMs);
     const started = performance.now();
@@ -182,9 +183,9 @@ export class Container {
     } finally {
       clearTimeout(timer);
     }
-    const [cpuAfter, peak, processes] = await Promise.all([
-      this.cgroup.cpuUsageNs(), solo ? this.cgroup.peakMemoryBytes() : null, this.healthy ? this.extraProcesses() : 0,
-    ]);
+    const cpuAfter = this.cgroup.cpuUsageNs();
+    const peak = solo ? this.cgroup.peakMemoryBytes() : null;
+    const processes = this.healthy ? this.extraProcesses() : 0;
     if (cpuBefore !== null && cpuAfter !== null) outcome.cpuMs = (cpuAfter - cpuBefore) / 1e6;
     if (peak !== null) outcome.peakMemoryBytes = peak;
     if (outcome.status === 'function_error' || outcome.status === 'timeout') await this.blameLimits(outcome);
@@ -201,10 +202,10 @@ export class Container {
    * Processes in the container besides the runtime. The task count (threads included) is a
    * cheap first look; only when it changed is the process list read.
    */
-  private async extraProcesses(): Promise<number> {
-    const tasks = await this.cgroup.taskCount();
+  private extraProcesses(): number {
+    const tasks = this.cgroup.taskCount();
     if (tasks !== null && tasks === this.tasksSeen) return 0;
-    const n = (await this.cgroup.processCount()) - 1;
+    const n = this.cgroup.processCount() - 1;
     if (n <= 0 && tasks !== null) this.tasksSeen = tasks; // only the runtime's own threads changed
     return Math.max(0, n);
   }

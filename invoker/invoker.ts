@@ -105,7 +105,7 @@ export class Invoker {
     this.deploys = this.redis.duplicate();
     this.deploys.on('message', (_c: string, digest: string) => void this.functionLayer(digest).catch((err) => this.log.warn({ err, digest }, 'prefetch failed')));
     await this.deploys.subscribe(DEPLOYED_CHANNEL);
-    const beat = () => void this.snapshot().then((s) => this.invokers.publish(s)).catch((err) => this.log.warn({ err }, 'heartbeat failed'));
+    const beat = () => void Promise.resolve().then(() => this.invokers.publish(this.snapshot())).catch((err) => this.log.warn({ err }, 'heartbeat failed'));
     beat();
     this.heartbeat = setInterval(beat, SNAPSHOT_EVERY_MS);
     this.peerSweep = setInterval(() => void this.sweepDeadPeers().catch((err) => this.log.warn({ err }, 'peer sweep failed')), this.config.KILN_PEER_SWEEP_MS);
@@ -142,19 +142,17 @@ export class Invoker {
   }
 
   /** What `kiln ps` and `kiln stats` show, and what autoscaling reads. */
-  async snapshot(): Promise<InvokerSnapshot> {
+  snapshot(): InvokerSnapshot {
     const slots = this.pool?.slots() ?? [];
-    const containers: ContainerInfo[] = await Promise.all(
-      slots.filter((e) => e.container).map(async (e) => {
-        const c = e.container!;
-        const s = c.spec; // null for a stem cell
-        return {
-          id: c.id, namespace: s?.namespace ?? null, function: s?.name ?? null, version: s?.version ?? null,
-          state: e.state, memoryMB: e.memoryMB, inFlight: e.inFlight, createdAt: e.createdAt, lastUsed: e.lastUsed,
-          memoryBytes: await c.cgroup.memoryUsage(), cpuNs: await c.cgroup.cpuUsageNs(),
-        };
-      }),
-    );
+    const containers: ContainerInfo[] = slots.filter((e) => e.container).map((e) => {
+      const c = e.container!;
+      const s = c.spec; // null for a stem cell
+      return {
+        id: c.id, namespace: s?.namespace ?? null, function: s?.name ?? null, version: s?.version ?? null,
+        state: e.state, memoryMB: e.memoryMB, inFlight: e.inFlight, createdAt: e.createdAt, lastUsed: e.lastUsed,
+        memoryBytes: c.cgroup.memoryUsage(), cpuNs: c.cgroup.cpuUsageNs(),
+      };
+    });
     return {
       id: this.id, at: Date.now(), capacityBytes: this.config.KILN_INVOKER_MEMORY_MB * 2 ** 20,
       usedBytes: (this.pool?.usedMB() ?? 0) * 2 ** 20, inFlight: slots.reduce((n, e) => n + e.inFlight, 0),

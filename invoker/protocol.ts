@@ -65,7 +65,7 @@ export class RuntimeClient {
 }
 
 /** Resolves once something accepts connections on the socket; rejects after `timeoutMs`. */
-export async function waitForSocket(socketPath: string, timeoutMs: number, alive: () => boolean | Promise<boolean> = () => true): Promise<void> {
+export async function waitForSocket(socketPath: string, timeoutMs: number, alive: () => boolean = () => true): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -77,7 +77,7 @@ export async function waitForSocket(socketPath: string, timeoutMs: number, alive
       s.once('error', () => resolve(false));
     });
     if (ok) return;
-    if (!(await alive())) throw new Error('the container exited before its runtime was ready');
+    if (!alive()) throw new Error('the container exited before its runtime was ready');
     if (Date.now() > deadline) throw new Error(`the runtime did not listen within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 2));
   }
