@@ -64,15 +64,11 @@ export class Entry<C extends PoolContainer<any>> implements Slot {
   container?: C;
   timer?: NodeJS.Timeout;
   op: Promise<unknown> = Promise.resolve(); // freezer writes, in order
-  fn: string | null = null; // namespace/name, with version: set with fnKey
-  version = 0;
+  constructor(readonly id: string, public spec: FunctionSpec | null, readonly runtime: string, public memoryMB: number) {}
 
-  constructor(readonly id: string, public fnKey: string | null, readonly runtime: string, public memoryMB: number) {}
-
-  serve(spec: FunctionSpec): void {
-    this.fnKey = spec.fnKey;
-    this.fn = spec.fn;
-    this.version = spec.version;
+  /** What it serves; null for a stem cell not yet specialised. */
+  get fnKey(): string | null {
+    return this.spec?.fnKey ?? null;
   }
 }
 
@@ -164,7 +160,12 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   /** Ends a call. A container that failed, or serves a superseded version, is removed. */
   async release(container: C): Promise<void> {
     let e: Entry<C> | undefined;
-    for (const x of this.entries.values()) if (x.container === container) e = x;
+    for (const x of this.entries.values()) {
+      if (x.container === container) {
+        e = x;
+        break;
+      }
+    }
     if (!e) return;
     e.inFlight--;
     e.lastUsed = Date.now();
@@ -248,7 +249,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     if (!evict) return null; // does not fit as this function: leave the stem for another
     e.inFlight++;
     const done = this.prepare(e, 'prewarm');
-    e.serve(spec);
+    e.spec = spec;
     e.memoryMB = spec.memoryMB; // reserved before the first await, like a cold start
     this.move(e, 'busy');
     const t = performance.now();
@@ -273,8 +274,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
 
   private async startCold(spec: S, evict: Entry<C>[]): Promise<Lease<C>> {
     // Reserved before the first await, so a call woken by the evictions cannot take the room.
-    const e = this.add(spec.fnKey, spec.runtime, spec.memoryMB);
-    e.serve(spec);
+    const e = this.add(spec, spec.runtime, spec.memoryMB);
     e.inFlight++;
     const done = this.prepare(e, 'cold');
     const t = performance.now();
@@ -296,8 +296,8 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     return { container: e.container, start: 'cold', initMs: performance.now() - t };
   }
 
-  private add(fnKey: string | null, runtime: string, memoryMB: number): Entry<C> {
-    const e = new Entry<C>(`c${++nextId}`, fnKey, runtime, memoryMB);
+  private add(spec: FunctionSpec | null, runtime: string, memoryMB: number): Entry<C> {
+    const e = new Entry<C>(`c${++nextId}`, spec, runtime, memoryMB);
     this.entries.set(e.id, e);
     return e;
   }
@@ -307,7 +307,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     if ((this.latest.get(spec.fn) ?? 0) >= spec.version) return;
     this.latest.set(spec.fn, spec.version);
     for (const e of this.entries.values()) {
-      if (e.fn !== spec.fn || e.version >= spec.version) continue;
+      if (e.spec?.fn !== spec.fn || e.spec.version >= spec.version) continue;
       e.retiring = true;
       if (e.inFlight === 0 && e.state !== 'starting') void this.remove(e);
     }
