@@ -18,7 +18,6 @@ import { Redis } from 'ioredis';
 import * as tar from 'tar';
 import { packDirectory } from '../cli/package';
 import pino from 'pino';
-import { REPO_ROOT } from '../common/paths';
 import { ContainerCgroup } from '../invoker/cgroups';
 import { readRuntimeLayers } from '../invoker/images/build';
 import { LayerStore } from '../invoker/images/layers';
@@ -286,4 +285,4 @@ export class RuncFloor {
   }
 }
 
-export const LAYERS_DIR = path.join(REPO_ROOT, '.kiln', 'layers');
+export { DEFAULT_LAYERS_DIR as LAYERS_DIR } from '../common/config';

@@ -9,6 +9,8 @@ const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
 
 /** Where an unconfigured kiln keeps its state: in the repository. */
 export const DEFAULT_STATE_DIR = path.join(REPO_ROOT, '.kiln');
+/** The layers `scripts/setup.sh` builds: what local platforms of tests and tools share. */
+export const DEFAULT_LAYERS_DIR = path.join(DEFAULT_STATE_DIR, 'layers');
 
 const schema = z.object({
   KILN_PORT: int(8080),

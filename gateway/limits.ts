@@ -62,7 +62,7 @@ export class Admission {
     const { ratePerSecond, burst, inFlight } = this.defaults;
     const [r, v] = (await admit(
       this.redis, 4, keys.fn(namespace, name), keys.rateBucket(namespace), keys.inFlight(namespace), keys.limits(namespace),
-      ratePerSecond, Math.max(1, burst), inFlight, Date.now(), activationId, timeoutMs + 5 * 60_000, onlyWeb ? '1' : '0',
+      ratePerSecond, burst, inFlight, Date.now(), activationId, timeoutMs + 5 * 60_000, onlyWeb ? '1' : '0',
     )) as [number, (string | number)?];
     if (r === -1) throw new KilnError('rate_limited', `namespace '${namespace}' is over its rate limit of ${v} invocations per second`);
     if (r === -2) throw new KilnError('rate_limited', `namespace '${namespace}' has ${v} invocations in flight, its limit`);

@@ -36,8 +36,7 @@ export class Invoker {
   private peerSweep?: NodeJS.Timeout;
   private deploys?: Redis; // subscribed to DEPLOYED_CHANNEL
   private readonly codeLayers = new Map<string, Promise<string>>(); // by digest: fetched, or being fetched
-  private readonly inHand = new Map<string, ActivationRecord>(); // running calls, for shutdown
-  private readonly runs = new Map<string, Promise<unknown>>(); // jobs being processed, by activation id
+  private readonly runs = new Map<string, Run>(); // jobs being processed, by activation id
 
   constructor(private readonly config: Config, private readonly redis: Redis, private readonly log: Logger) {
     const id = config.KILN_INVOKER_ID;
@@ -126,8 +125,9 @@ export class Invoker {
     const closing = this.worker?.close() ?? Promise.resolve();
     const timer = new Promise<'late'>((r) => setTimeout(() => r('late'), this.config.KILN_SHUTDOWN_GRACE_MS).unref());
     if ((await Promise.race([closing, timer])) === 'late') {
-      this.log.warn({ calls: this.inHand.size }, 'shutdown grace over: ending the calls still running');
-      for (const r of this.inHand.values()) {
+      const calling = [...this.runs.values()].flatMap((r) => (r.calling ? [r.calling] : []));
+      this.log.warn({ calls: calling.length }, 'shutdown grace over: ending the calls still running');
+      for (const r of calling) {
         await this.finish({ ...r, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: 'the invoker stopped before the call finished' } }, []);
       }
     }
@@ -196,18 +196,19 @@ export class Invoker {
     // Delivered again while this invoker still has it (its event loop was blocked past the job
     // lock): the first run ends, and its final record makes this one a duplicate, instead of
     // the function running twice at once.
-    for (let earlier = this.runs.get(id); earlier; earlier = this.runs.get(id)) await earlier;
-    const run = this.run(job, token);
-    const settled = run.catch(() => undefined);
-    this.runs.set(id, settled);
+    for (let earlier = this.runs.get(id); earlier; earlier = this.runs.get(id)) await earlier.done;
+    const entry: Run = { done: Promise.resolve() };
+    this.runs.set(id, entry);
+    const run = this.run(job, entry, token);
+    entry.done = run.catch(() => undefined);
     try {
       return await run;
     } finally {
-      if (this.runs.get(id) === settled) this.runs.delete(id);
+      if (this.runs.get(id) === entry) this.runs.delete(id);
     }
   }
 
-  private async run(job: Job<InvocationJob>, token?: string): Promise<string> {
+  private async run(job: Job<InvocationJob>, entry: Run, token?: string): Promise<string> {
     const j = job.data;
     const base: ActivationRecord = {
       activationId: j.activationId, namespace: j.namespace, function: j.function, version: j.version,
@@ -254,7 +255,7 @@ export class Invoker {
       const attempt = firstDelivery ? leastAttempt : await this.activations.begin({ ...base, startedAt }, leastAttempt);
       if (attempt === 0) return 'duplicate';
       base.attempt = attempt;
-      this.inHand.set(j.activationId, { ...base, startedAt });
+      entry.calling = { ...base, startedAt };
       const context = {
         activationId: j.activationId, functionName: j.function, version: j.version, namespace: j.namespace,
         deadline: startedAt + j.config.timeoutMs, memoryMB: j.config.memoryMB, attempt,
@@ -288,7 +289,7 @@ export class Invoker {
       final = { ...base, status: 'system_error', endedAt: Date.now(), error: { code: 'system_error', message: (e as Error).message } };
     } finally {
       clearTimeout(markLater);
-      this.inHand.delete(j.activationId);
+      entry.calling = undefined;
       await this.pool!.release(lease.container);
     }
     return this.finish(final, logs, j.config.runtime);
@@ -315,6 +316,12 @@ export class Invoker {
 }
 
 type Spec = ContainerSpec & FunctionSpec;
+
+/** A job being processed: until it ends, and its record while its call runs (for shutdown). */
+interface Run {
+  done: Promise<unknown>;
+  calling?: ActivationRecord;
+}
 
 /** How long a call runs before its record says `running` (see process()). */
 const RUNNING_MARK_MS = 50;

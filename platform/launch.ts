@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { statePaths } from '../common/config';
+import { DEFAULT_LAYERS_DIR, statePaths } from '../common/config';
 import { freePort } from '../common/net';
 import { REPO_ROOT } from '../common/paths';
 
@@ -24,7 +24,7 @@ export async function platformEnv(stateDir: string, invokerId: string, extra: No
   return {
     ...env,
     KILN_STATE_DIR: stateDir,
-    KILN_LAYERS_DIR: path.join(REPO_ROOT, '.kiln', 'layers'),
+    KILN_LAYERS_DIR: DEFAULT_LAYERS_DIR,
     KILN_HOST: '127.0.0.1',
     KILN_PORT: String(await freePort()),
     KILN_INVOKER_METRICS_PORT: String(await freePort()),

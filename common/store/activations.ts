@@ -8,23 +8,21 @@ import { ActivationRecord, FINAL_STATUSES } from '../types';
 
 const KEEP_PER_LIST = 1000;
 
-// KEYS: record, logs, usage, in-flight. ARGV: record json, logs json, ttl, channel, final statuses (csv),
-// usage member, endedAt, activation id. The usage entry is written with the final record, in the
-// same script. No logs, no logs key (read as none).
-const FINISH = `
+// The final statuses, as a Lua set the scripts below start with.
+const FINAL = `local FINAL = {${FINAL_STATUSES.map((s) => `${s} = true`).join(', ')}}`;
+
+// KEYS: record, logs, usage, in-flight. ARGV: record json, logs json, ttl, channel, usage member,
+// endedAt, activation id. The usage entry is written with the final record, in the same
+// script. No logs, no logs key (read as none).
+const FINISH = `${FINAL}
 local cur = redis.call('GET', KEYS[1])
-if cur then
-  local status = cjson.decode(cur)['status']
-  for s in string.gmatch(ARGV[5], '[^,]+') do
-    if s == status then return 0 end
-  end
-end
+if cur and FINAL[cjson.decode(cur)['status']] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 if ARGV[2] ~= '[]' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[3]) * 1000)
-redis.call('ZREM', KEYS[4], ARGV[8])
-redis.call('PUBLISH', ARGV[4], ARGV[8] .. ' ' .. ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[6]) - tonumber(ARGV[3]) * 1000)
+redis.call('ZREM', KEYS[4], ARGV[7])
+redis.call('PUBLISH', ARGV[4], ARGV[7] .. ' ' .. ARGV[1])
 return 1`;
 
 // KEYS: record, the function's list, the namespace's list. ARGV: queued record json, ttl,
@@ -41,21 +39,19 @@ if created then return 1 end
 return 0`;
 
 
-// KEYS: record. ARGV: running record json (without attempt), ttl, final statuses, least attempt,
-// '1' for a late mark. Marks an activation running unless it is final; returns its attempt
+// KEYS: record. ARGV: running record json (without attempt), ttl, least attempt, '1' for a late
+// mark. Marks an activation running unless it is final; returns its attempt
 // number (the least given, or more when an earlier delivery had got as far as running), or 0
 // when it is already final. A late mark (a first delivery marked after it started) finding the
 // record running changes nothing: a later delivery marked it, and counted the attempts.
-const BEGIN = `
-local attempt = tonumber(ARGV[4])
+const BEGIN = `${FINAL}
+local attempt = tonumber(ARGV[3])
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local r = cjson.decode(cur)
-  for s in string.gmatch(ARGV[3], '[^,]+') do
-    if s == r['status'] then return 0 end
-  end
+  if FINAL[r['status']] then return 0 end
   if r['status'] == 'running' then
-    if ARGV[5] == '1' then return tonumber(r['attempt']) or 1 end
+    if ARGV[4] == '1' then return tonumber(r['attempt']) or 1 end
     attempt = math.max(attempt, (tonumber(r['attempt']) or 1) + 1)
   end
 end
@@ -110,7 +106,7 @@ export class ActivationStore {
    * record is already final. `late`: the call started before this mark (see the script).
    */
   async begin(r: ActivationRecord, leastAttempt = 1, late = false): Promise<number> {
-    return (await begin(this.redis, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, FINAL_STATUSES.join(','), leastAttempt, late ? '1' : '0')) as number;
+    return (await begin(this.redis, 1, keys.activation(r.activationId), JSON.stringify(r), this.ttlSeconds, leastAttempt, late ? '1' : '0')) as number;
   }
 
   /** Writes the final record and its logs once; returns false if it was already final. */
@@ -119,7 +115,7 @@ export class ActivationStore {
     const usage = `${r.activationId}|${r.billedMs ?? 0}|${r.memoryMB}|${r.cpuMs ?? 0}`;
     const n = await finish(
       this.redis, 4, keys.activation(r.activationId), keys.activationLogs(r.activationId), keys.usage(r.namespace), keys.inFlight(r.namespace),
-      JSON.stringify(r), JSON.stringify(logs), this.ttlSeconds, DONE_CHANNEL, FINAL_STATUSES.join(','), usage, endedAt, r.activationId,
+      JSON.stringify(r), JSON.stringify(logs), this.ttlSeconds, DONE_CHANNEL, usage, endedAt, r.activationId,
     );
     return n === 1;
   }
