@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as http from 'node:http';
 import * as path from 'node:path';
+import { removeCgroupTree } from '../invoker/cgroups';
 import { waitForSocket } from '../invoker/protocol';
 import { commandOf, processTable } from '../platform/procs';
 import { mountedUnder, mountRootfs, unmountAll } from '../invoker/rootfs';
@@ -204,16 +205,11 @@ export class OwnDockerd {
       for (const pid of left) if (alive(pid)) signal(pid, 'SIGKILL');
       await waitGone(left, 2000);
     }
-    // Container processes still in the bench's cgroup parent (only if the engine could not remove them).
-    const cgroups = await cgroupDirs(this.cgroupParent.slice(1));
-    for (const d of cgroups) {
-      const pids = (await fsp.readFile(path.join(d, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
-      for (const pid of pids) if (alive(pid)) signal(pid, 'SIGKILL');
-    }
-    let cgroupsRemoved = 0;
-    for (const d of await cgroupDirs(this.cgroupParent.slice(1))) {
-      await fsp.rmdir(d).then(() => cgroupsRemoved++, () => undefined);
-    }
+    // The bench's cgroup parent, with any container process the engine could not remove.
+    const rel = this.cgroupParent.slice(1);
+    const cgroupsBefore = (await cgroupDirs(rel)).length;
+    if (rel && !rel.includes('..')) await removeCgroupTree(rel).catch(() => undefined);
+    const cgroupsRemoved = cgroupsBefore - (await cgroupDirs(rel)).length;
     // The engine's containers went under its own cgroup parent, never the default …/docker/:
     // new cgroups there would be another engine's (reported, not touched).
     const newDockerCgroups = (await cgroupDirs('docker')).filter((d) => !this.dockerCgroupsBefore.has(d));

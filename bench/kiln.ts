@@ -10,8 +10,8 @@ import { DockerPeer, DockerSample } from './docker';
 import { BullFloor, DirectClient, RuncFloor, RuncSample } from './floors';
 import { closedLoop, LoadResult } from './load';
 import { meminfo } from './machine';
-import { childrenOf, Platform, writeHello } from './platform';
-import { commandOf, descendants, memoryCgroupOf, Proc, processTable } from '../platform/procs';
+import { Platform, writeHello } from './platform';
+import { childrenOf, commandOf, descendants, memoryCgroupOf, Proc, processTable } from '../platform/procs';
 import { mean, round, summarize, Summary } from './stats';
 import { errMsg, mapLimit, progress, sleep, waitFor } from './util';
 
@@ -160,7 +160,7 @@ export async function throughput(p: Platform, bull: BullFloor, c: Ctx, clients: 
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const starts: Record<string, number> = {};
   // CPU used per call by each process on the path, over the measured window.
-  const kids = await p.children();
+  const kids = p.children();
   const pidOf = (t: string) => kids.find((k) => k.title.startsWith(t))?.pid;
   const ids = await p.containers(fn);
   const kilnSources: CpuSources = { bench: async () => selfCpuMs() };
@@ -514,8 +514,8 @@ async function noShimCheck(p: Platform, memoryMB: number, before: Proc[]): Promi
     .filter((x) => x.cgroup !== '' && !x.cgroup.includes('/kiln/')) // gone since, or a container's own process
     // Ours: below the platform process, or orphaned to init (where a shim would live).
     .filter((x) => ours.has(x.pid) || x.ppid === 1);
-  const invokerPid = await p.invokerPid();
-  const invokerChildren = invokerPid ? await childrenOf(invokerPid) : [];
+  const invokerPid = p.invokerPid();
+  const invokerChildren = invokerPid ? childrenOf(invokerPid, [...after.values()]).map((c) => ({ pid: c.pid, title: commandOf(c) })) : [];
   return {
     containers: ids.length,
     processesInContainerCgroups: inCgroups,

@@ -23,7 +23,7 @@ import { machineInfo } from './machine';
 import { noisyNeighbours } from './noisy';
 import { Platform, writeHello } from './platform';
 import { buildRows, Results, toMarkdown, writeResults } from './report';
-import { errMsg, progress, sleep } from './util';
+import { errMsg, progress } from './util';
 
 const SOFT_BUDGET_MS = 300_000; // optional loops stop starting new work after this
 const HARD_LIMIT_MS = 540_000; // the watchdog: clean up and stop whatever is still running
@@ -43,6 +43,7 @@ const NOISY = { warmup: 20, quietCalls: 300, rampMs: 3000, windowMs: 20_000, max
 const started = Date.now();
 const runId = randomBytes(3).toString('hex');
 const platforms: Platform[] = [];
+const starts = new AbortController(); // aborted by abort(): platform starts under way give up
 let floor: RuncFloor | undefined;
 let docker: DockerPeer | null = null;
 let dockerd: OwnDockerd | null = null;
@@ -109,7 +110,7 @@ async function main(): Promise<number> {
 
   // Run 1.
   stopIfAborting();
-  const p1 = new Platform({ name: 'run 1', stateDir: path.join(scratch, 'run1'), invokerId: `bench-1-${runId}`, env: env1 });
+  const p1 = new Platform({ name: 'run 1', stateDir: path.join(scratch, 'run1'), invokerId: `bench-1-${runId}`, env: env1, signal: starts.signal });
   platforms.push(p1);
   await p1.start();
   await p1.deploy(await writeHello(path.join(scratch, 'src'), 'hello', { marker: `kiln-bench ${runId}` }));
@@ -136,7 +137,7 @@ async function main(): Promise<number> {
 
   // Run 2.
   stopIfAborting();
-  const p2 = new Platform({ name: 'run 2', stateDir: path.join(scratch, 'run2'), invokerId: `bench-2-${runId}`, env: env2 });
+  const p2 = new Platform({ name: 'run 2', stateDir: path.join(scratch, 'run2'), invokerId: `bench-2-${runId}`, env: env2, signal: starts.signal });
   platforms.push(p2);
   await p2.start();
   await p2.deploy(await writeHello(path.join(scratch, 'src'), 'hello', { marker: `kiln-bench ${runId}` }));
@@ -204,7 +205,7 @@ function cleanup(): Promise<Record<string, unknown>> {
       }
     }
     out['bench layers removed from .kiln/layers'] = layers;
-    const mounts = (await fsp.readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => scratch && l.includes(scratch));
+    const mounts = scratch ? await mountedUnder(scratch) : [];
     if (scratch && mounts.length === 0) await fsp.rm(scratch, { recursive: true, force: true }).catch(() => undefined);
     out['mounts left under the scratch dir'] = mounts.length;
     out['scratch dir removed'] = mounts.length === 0;
@@ -246,11 +247,8 @@ async function abort(why: string, code: number): Promise<never> {
   if (aborting) return new Promise<never>(() => undefined); // the first abort exits
   aborting = true;
   progress(`${why}: cleaning up`);
+  starts.abort(); // a platform still starting stops what it started
   const c = await cleanup().catch((e) => ({ error: errMsg(e) }));
-  // A platform whose start was under way while the clean-up ran: stopped too, its dir removed.
-  await sleep(500);
-  for (const p of platforms) await p.stop().catch(() => undefined);
-  if (scratch && (await mountedUnder(scratch)).length === 0) await fsp.rm(scratch, { recursive: true, force: true }).catch(() => undefined);
   progress(`clean-up: ${JSON.stringify(c)}`);
   process.exit(code);
 }

@@ -9,7 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { cgroupVersion } from '../invoker/cgroups';
 import { cgroupCpuMs } from './cpu';
-import { Platform } from './platform';
+import { seqWarm } from './kiln';
+import { Platform, writeFunction } from './platform';
 import { round, summarize, Summary } from './stats';
 import { progress, sleep } from './util';
 
@@ -60,14 +61,7 @@ exports.handler = async (event, context) => {
 };
 `;
 
-async function writeFunction(dir: string, name: string, code: string, manifest: Record<string, unknown>, marker: string): Promise<string> {
-  const fnDir = path.join(dir, name);
-  await fsp.mkdir(fnDir, { recursive: true });
-  const m = { name, runtime: 'node20', handler: 'index.handler', timeoutMs: 10_000, concurrency: 1, env: {}, web: false, ...manifest };
-  await fsp.writeFile(path.join(fnDir, 'kiln.json'), JSON.stringify(m, null, 1) + '\n');
-  await fsp.writeFile(path.join(fnDir, 'index.js'), `${code}// ${marker}\n`);
-  return fnDir;
-}
+const NOISY_MANIFEST = { runtime: 'node20', handler: 'index.handler', timeoutMs: 10_000, concurrency: 1, env: {}, web: false };
 
 export interface NoisyLoad {
   fn: string;
@@ -168,19 +162,12 @@ export async function noisyNeighbours(p: Platform, fn: string, o: NoisyOptions):
   const burnerCallers = Math.max(2, 2 * os.cpus().length);
   const burner: NoisyLoad = { fn: 'noisy-burn', callers: burnerCallers, memoryMB: 128, callMs: o.burnCallMs, calls: 0, ok: 0, failed: 0, failures: {}, starts: {}, results: {} };
   const hog: NoisyLoad = { fn: 'noisy-hog', callers: 1, memoryMB: o.hogMemoryMB, callMs: o.hogCallMs, calls: 0, ok: 0, failed: 0, failures: {}, starts: {}, results: {} };
-  await p.deploy(await writeFunction(src, burner.fn, BURN_JS, { memoryMB: burner.memoryMB }, `kiln-bench ${o.runId}`));
-  await p.deploy(await writeFunction(src, hog.fn, HOG_JS, { memoryMB: hog.memoryMB }, `kiln-bench ${o.runId}`));
+  await p.deploy(await writeFunction(src, burner.fn, BURN_JS, { ...NOISY_MANIFEST, memoryMB: burner.memoryMB }, `kiln-bench ${o.runId}`));
+  await p.deploy(await writeFunction(src, hog.fn, HOG_JS, { ...NOISY_MANIFEST, memoryMB: hog.memoryMB }, `kiln-bench ${o.runId}`));
 
   // Quiet: hello alone (the noisy functions deployed, none of their containers running).
   progress(`noisy neighbours: quiet warm latency of ${fn}, ${o.warmup} + ${o.quietCalls} calls`);
-  const quiet: number[] = [];
-  let quietNotWarm = 0;
-  for (let i = 0; i < o.warmup + o.quietCalls; i++) {
-    const r = await p.invokeOk(fn);
-    if (i < o.warmup) continue;
-    if (r.start !== 'warm') quietNotWarm++;
-    quiet.push(r.ms);
-  }
+  const quiet = await seqWarm(p, fn, o.warmup, o.quietCalls);
 
   // Noisy: the burner's and the hog's callers run for the whole window.
   progress(`noisy neighbours: ${burnerCallers} concurrent calls of a CPU burner (${o.burnCallMs} ms each) and a memory filler (memoryMB ${o.hogMemoryMB}) for ${(o.rampMs + o.windowMs) / 1000} s; ${fn} sequential calls after ${o.rampMs / 1000} s`);
@@ -231,7 +218,7 @@ export async function noisyNeighbours(p: Platform, fn: string, o: NoisyOptions):
     await Promise.race([loads, sleep(Math.max(o.burnCallMs, o.hogCallMs) + 10_000)]);
   }
   const out: Noisy = {
-    quiet: summarize(quiet), quietNotWarm, noisy: summarize(noisy), noisyNotWarm, noisyStarts, noisyErrors, windowMs: Math.round(windowMs),
+    quiet: quiet.kiln, quietNotWarm: quiet.notWarm, noisy: summarize(noisy), noisyNotWarm, noisyStarts, noisyErrors, windowMs: Math.round(windowMs),
     burner, hog, containerCpuCores: cpuCores, cpuCoresByFunction: byFn, kilnParentCpu: await kilnParentCpu(), loadAvg, phaseMs: Math.round(performance.now() - t0),
   };
   progress(`noisy neighbours: ${fn} p50 quiet ${out.quiet.p50} ms, noisy ${out.noisy.p50} ms (${out.noisy.n} calls); burner ${burner.ok}/${burner.calls} ok, hog ${hog.ok}/${hog.calls} ok; containers used ${cpuCores} cores`);

@@ -10,13 +10,15 @@ import { packDirectory } from '../cli/package';
 import { cgroupVersion } from '../invoker/cgroups';
 import { REPO_ROOT } from '../common/paths';
 import { launch, leftovers, Leftovers, platformEnv, stopPlatform } from '../platform/launch';
-import { exec, progress, request, TimedResponse, waitFor } from './util';
+import { childByTitle, childrenOf, commandOf } from '../platform/procs';
+import { progress, request, TimedResponse } from './util';
 
 export interface PlatformOptions {
   name: string; // run label, e.g. run1
   stateDir: string;
   invokerId: string;
   env: Record<string, string>;
+  signal?: AbortSignal; // aborts a start under way: launch() then stops what it started
 }
 
 export interface Deployed {
@@ -43,6 +45,7 @@ export class Platform {
   key = '';
   readonly deployed: Deployed[] = [];
   private output = '';
+  private starting?: Promise<unknown>;
   private readonly seqAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   private readonly adminAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 
@@ -70,11 +73,13 @@ export class Platform {
     this.port = Number(env.KILN_PORT);
     this.metricsPort = Number(env.KILN_INVOKER_METRICS_PORT);
     progress(`${this.o.name}: starting kiln (${Object.entries(this.o.env).map(([k, v]) => `${k}=${v}`).join(' ')})`);
-    const up = await launch(env, { onOutput: (d) => (this.output = (this.output + d).slice(-20_000)) });
+    // launch() resolves once the platform says it runs, which it says after the invoker answered.
+    const launching = launch(env, { signal: this.o.signal, onOutput: (d) => (this.output = (this.output + d).slice(-20_000)) });
+    this.starting = launching.catch(() => undefined);
+    const up = await launching;
     this.child = up.child;
     this.url = up.url;
     this.key = up.key;
-    await waitFor('the invoker metrics endpoint', async () => (await this.metrics().catch(() => null)) !== null, 30_000, 100);
   }
 
   /** Log lines the platform printed (warnings and errors only: KILN_LOG_LEVEL=warn). */
@@ -83,6 +88,7 @@ export class Platform {
   }
 
   async stop(): Promise<void> {
+    await this.starting; // an aborted start stops its own platform
     if (!this.child) return;
     if (!(await stopPlatform(this.child))) progress(`${this.o.name}: kiln did not stop within 90 s; it was sent SIGKILL`);
     this.seqAgent.destroy();
@@ -194,12 +200,12 @@ export class Platform {
   }
 
   /** Direct children of the platform process, by title (kiln-gateway, kiln-invoker, redis-server). */
-  async children(): Promise<{ pid: number; title: string }[]> {
-    return childrenOf(this.child.pid!);
+  children(): { pid: number; title: string }[] {
+    return childrenOf(this.child.pid!).map((c) => ({ pid: c.pid, title: commandOf(c) }));
   }
 
-  async invokerPid(): Promise<number | undefined> {
-    return (await this.children()).find((c) => c.title.startsWith('kiln-invoker'))?.pid;
+  invokerPid(): number | undefined {
+    return childByTitle(this.child.pid!, 'kiln-invoker')?.pid;
   }
 
   /** What is still on the machine of this platform after it stopped. Empty lists mean clean. */
@@ -208,27 +214,20 @@ export class Platform {
   }
 }
 
-export async function childrenOf(pid: number): Promise<{ pid: number; title: string }[]> {
-  const r = await exec('pgrep', ['-P', String(pid)]);
-  const out: { pid: number; title: string }[] = [];
-  for (const p of r.stdout.split('\n').filter(Boolean).map(Number)) {
-    const cmd = await fsp.readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-    out.push({ pid: p, title: cmd.split('\0').filter(Boolean).join(' ') });
-  }
-  return out;
-}
-
 /** Writes a copy of functions/hello under `dir/name`, with a marker comment (a new version). */
 export async function writeHello(dir: string, name: string, opts: { memoryMB?: number; concurrency?: number; marker?: string } = {}): Promise<string> {
   const src = path.join(REPO_ROOT, 'functions', 'hello');
   const manifest = JSON.parse(await fsp.readFile(path.join(src, 'kiln.json'), 'utf8'));
-  manifest.name = name;
   if (opts.memoryMB !== undefined) manifest.memoryMB = opts.memoryMB;
   if (opts.concurrency !== undefined) manifest.concurrency = opts.concurrency;
+  return writeFunction(dir, name, await fsp.readFile(path.join(src, 'index.js'), 'utf8'), manifest, opts.marker);
+}
+
+/** Writes a function `name` under `dir`: its kiln.json and index.js, with a marker comment. */
+export async function writeFunction(dir: string, name: string, code: string, manifest: Record<string, unknown>, marker?: string): Promise<string> {
   const fnDir = path.join(dir, name);
   await fsp.mkdir(fnDir, { recursive: true });
-  await fsp.writeFile(path.join(fnDir, 'kiln.json'), JSON.stringify(manifest, null, 1) + '\n');
-  const code = await fsp.readFile(path.join(src, 'index.js'), 'utf8');
-  await fsp.writeFile(path.join(fnDir, 'index.js'), opts.marker ? `${code}// ${opts.marker}\n` : code);
+  await fsp.writeFile(path.join(fnDir, 'kiln.json'), JSON.stringify({ ...manifest, name }, null, 1) + '\n');
+  await fsp.writeFile(path.join(fnDir, 'index.js'), marker ? `${code}// ${marker}\n` : code);
   return fnDir;
 }

@@ -154,10 +154,9 @@ export function buildRows(r: Results): Row[] {
     } else {
       rows.push({
         id: '3d', what: 'Docker peer: create + start + ready + first reply', kiln: ms(http.p50), kilnValue: http.p50,
-        floor: 'skipped', floorValue: null, ratio: null, target: '—', verdict: 'skipped',
+        floor: 'skipped', floorValue: null, ratio: null, target: 'kiln/Docker ≤ 0.6', verdict: 'skipped',
         note: c.dockerError ? `Docker failed: ${c.dockerError}` : noDocker,
       });
-      rows[rows.length - 1].target = 'kiln/Docker ≤ 0.6';
     }
   } else rows.push(notRun('3a', 'cold start'));
 

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { tryRun as run } from '../common/process';
 import { launch, platformEnv } from '../platform/launch';
-import { alive, descendants, Proc, processTable, readProc } from '../platform/procs';
+import { alive, childByTitle, descendants, Proc, processTable, readProc } from '../platform/procs';
 
 export { alive, readProc };
 export type { Proc };
@@ -134,16 +134,10 @@ export class Platform {
     }
   }
 
-  /**
-   * The platform's direct child whose title (process.title, or the program for redis-server)
-   * starts with `title`: kiln-invoker, kiln-gateway, redis-server. A child restarted a moment ago
-   * may still carry node's command line, so the script name counts too.
-   */
+  /** The platform's child titled `title` (platform/procs.ts childByTitle), remembered as seen. */
   childByTitle(title: 'kiln-invoker' | 'kiln-gateway' | 'redis-server'): Proc | undefined {
     if (!this.child?.pid) return undefined;
-    const script = { 'kiln-invoker': 'dist/invoker/main.js', 'kiln-gateway': 'dist/gateway/main.js', 'redis-server': '\0' }[title];
-    const kids = processTable().filter((p) => p.ppid === this.child!.pid);
-    const hit = kids.find((p) => p.cmdline.startsWith(title) || path.basename(p.cmdline.split('\0')[0]) === title) ?? kids.find((p) => title !== 'redis-server' && p.cmdline.includes(script));
+    const hit = childByTitle(this.child.pid, title);
     if (hit) this.seen.set(`${hit.pid}:${hit.start}`, hit);
     return hit;
   }

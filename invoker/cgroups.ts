@@ -201,7 +201,7 @@ export class ContainerCgroup {
 }
 
 /** Every hierarchy folder that may hold `rel` (v1: one per mounted controller). */
-async function hierarchies(version: CgroupVersion): Promise<string[]> {
+export async function hierarchies(version: CgroupVersion): Promise<string[]> {
   if (version === 2) return [ROOT];
   const out: string[] = [];
   for (const d of await fsp.readdir(ROOT, { withFileTypes: true })) {

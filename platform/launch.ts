@@ -1,16 +1,17 @@
 // Starts a whole kiln (`node dist/platform/main.js`: embedded redis-server, gateway, invoker) as
 // a child process in a given state dir, on free ports. The integration tests, the bench and the
 // chaos run start their platforms through here; each adds only what it needs around it.
-import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { DEFAULT_LAYERS_DIR, statePaths } from '../common/config';
 import { freePort } from '../common/net';
 import { REPO_ROOT } from '../common/paths';
-
-const exec = promisify(execFile);
+import { run } from '../common/process';
+import { cgroupVersion, hierarchies } from '../invoker/cgroups';
+import { mountedUnder } from '../invoker/rootfs';
+import { processTable } from './procs';
 
 /**
  * The environment of a platform in `stateDir`: the embedded Redis (an inherited REDIS_URL is
@@ -146,19 +147,9 @@ export interface Leftovers {
  */
 export async function leftovers(stateDir: string, invokerId: string, pids: number[] = []): Promise<Leftovers> {
   const runcRoot = path.join(stateDir, 'runc', invokerId);
-  const containers = fs.existsSync(runcRoot) ? (await exec('runc', ['--root', runcRoot, 'list', '-q'])).stdout.split('\n').filter(Boolean) : [];
-  const mounts = (await fsp.readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes(stateDir));
-  const cgroups = ['', ...(await fsp.readdir('/sys/fs/cgroup'))]
-    .map((h) => path.join('/sys/fs/cgroup', h, 'kiln', invokerId))
-    .filter((dir) => fs.existsSync(dir));
-  const alive = pids.filter((pid) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  const { stdout } = await exec('pgrep', ['-f', stateDir]).catch(() => ({ stdout: '' }));
-  return { containers, mounts, cgroups, processes: [...alive, ...stdout.split('\n').filter(Boolean).map(Number)] };
+  const containers = fs.existsSync(runcRoot) ? (await run('runc', ['--root', runcRoot, 'list', '-q'])).split('\n').filter(Boolean) : [];
+  const cgroups = (await hierarchies(cgroupVersion())).map((h) => path.join(h, 'kiln', invokerId)).filter((dir) => fs.existsSync(dir));
+  const table = processTable().filter((p) => p.state !== 'Z');
+  const processes = table.filter((p) => pids.includes(p.pid) || (p.pid !== process.pid && p.cmdline.includes(stateDir))).map((p) => p.pid);
+  return { containers, mounts: await mountedUnder(stateDir), cgroups, processes };
 }

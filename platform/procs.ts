@@ -1,6 +1,7 @@
 // The host's process table, read from /proc. The chaos run, the bench and the tests use it to
 // find a platform's processes by title and to see that none outlives it (or hides as a shim).
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 export interface Proc {
   pid: number;
@@ -33,6 +34,19 @@ export function processTable(): Proc[] {
 
 /** The command line with spaces, as ps shows it. */
 export const commandOf = (p: Proc) => p.cmdline.split('\0').filter(Boolean).join(' ');
+
+export const childrenOf = (pid: number, table = processTable()): Proc[] => table.filter((p) => p.ppid === pid);
+
+/**
+ * The platform process's direct child whose title (process.title, or the program for
+ * redis-server) starts with `title`. A child restarted a moment ago may still carry node's
+ * command line, so the script name counts too.
+ */
+export function childByTitle(platformPid: number, title: 'kiln-invoker' | 'kiln-gateway' | 'redis-server', table = processTable()): Proc | undefined {
+  const script = { 'kiln-invoker': 'dist/invoker/main.js', 'kiln-gateway': 'dist/gateway/main.js', 'redis-server': null }[title];
+  const kids = childrenOf(platformPid, table);
+  return kids.find((p) => p.cmdline.startsWith(title) || path.basename(p.cmdline.split('\0')[0]) === title) ?? kids.find((p) => script !== null && p.cmdline.includes(script));
+}
 
 /** Every descendant of `root` (not `root` itself). */
 export function descendants(root: number, table = processTable()): Proc[] {

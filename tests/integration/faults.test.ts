@@ -5,9 +5,11 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { keys } from '../../common/redis-keys';
+import { embeddedRedisSocket } from '../../common/redis';
+import { keys, QUEUE_NAME } from '../../common/redis-keys';
 import { audit, Load, settle } from '../../faults/load';
 import { launchInvoker } from '../../platform/launch';
+import { childByTitle } from '../../platform/procs';
 import { eventually, leftovers, Platform, startPlatform } from './harness';
 
 jest.setTimeout(180_000);
@@ -26,15 +28,18 @@ beforeAll(async () => {
 });
 afterAll(() => fsp.rm(workDir, { recursive: true, force: true }));
 
-const titleOf = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-async function pidOf(p: Platform, title: string): Promise<number> {
-  return eventually(async () => (await p.children()).find((pid) => titleOf(pid).startsWith(title)));
-}
+const pidOf = (p: Platform, title: 'kiln-invoker' | 'kiln-gateway' | 'redis-server') => eventually(async () => childByTitle(p.child.pid!, title)?.pid);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const BULL = `bull:${QUEUE_NAME}`; // BullMQ's keys of kiln's queue
+
+/** BullMQ's event log of the queue since `from` (a stream id or '-'), as objects. */
+async function queueEvents(redis: Redis, from: string): Promise<Record<string, string>[]> {
+  return (await redis.xrange(`${BULL}:events`, from, '+')).map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]]))));
+}
 
 async function withPlatform(env: NodeJS.ProcessEnv, body: (p: Platform, redis: Redis) => Promise<void>, more: NodeJS.ProcessEnv = {}) {
   const p = await startPlatform({ KILN_JOB_LOCK_MS: '2000', KILN_REDIS_APPENDFSYNC: 'always', ...env, ...more });
-  const redis = new Redis({ path: path.join(p.stateDir, 'redis', 'redis.sock'), maxRetriesPerRequest: null });
+  const redis = new Redis({ path: embeddedRedisSocket(p.stateDir), maxRetriesPerRequest: null });
   redis.on('error', () => undefined);
   try {
     expect((await p.cli(['deploy', workDir])).code).toBe(0);
@@ -43,7 +48,7 @@ async function withPlatform(env: NodeJS.ProcessEnv, body: (p: Platform, redis: R
     redis.disconnect();
     await p.stop();
     const left = await leftovers(p, []);
-    left.mounts = left.mounts.filter((m) => !m.startsWith('kiln-test-')); // the test's own small disk
+    left.mounts = left.mounts.filter((m) => m !== path.join(p.stateDir, 'containers')); // the disk-full test's own small disk
     expect(left).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
     if (!env.KILN_STATE_DIR) await fsp.rm(p.stateDir, { recursive: true, force: true });
   }
@@ -88,7 +93,7 @@ it('kill -9 of the gateway while sync callers wait: their activations complete a
   await withPlatform({}, async (p, redis) => {
     const { load } = await underLoad(p, redis, async () => process.kill(await pidOf(p, 'kiln-gateway'), 'SIGKILL'), { event: { ms: 1000 }, syncShare: 1 });
     const broken = [];
-    for (const s of load.sent.filter((x) => x.status === 'error')) if (await redis.exists(`kiln:act:${s.id}`)) broken.push(s);
+    for (const s of load.sent.filter((x) => x.status === 'error')) if (await redis.exists(keys.activation(s.id))) broken.push(s);
     expect(broken.length).toBeGreaterThan(0); // callers cut off mid-wait, yet accepted
     for (const s of broken) {
       const rec = await p.api('GET', `/v1/activations/${s.id}`);
@@ -107,7 +112,7 @@ it('kill -9 of the gateway while sync callers wait: their activations complete a
 
 it('Redis killed and restarted: 503 quickly while it is away, then nothing lost (appendfsync always)', async () => {
   await withPlatform({}, async (p, redis) => {
-    const redisPid = (await p.children()).find((pid) => titleOf(pid).startsWith('redis-server'))!;
+    const redisPid = childByTitle(p.child.pid!, 'redis-server')!.pid;
     await underLoad(p, redis, async () => {
       process.kill(redisPid, 'SIGKILL');
       const t = Date.now();
@@ -124,15 +129,15 @@ it('SIGTERM to the invoker: it finishes what it holds and leaves no stalled job'
     const { audit: a } = await underLoad(p, redis, async () => process.kill(await pidOf(p, 'kiln-invoker'), 'SIGTERM'));
     expect(a.failedByCode).toEqual({});
     expect(a.completed).toBe(a.accepted);
-    const counts = await redis.hgetall('bull:kiln-invocations:meta'); // the queue still exists
+    const counts = await redis.hgetall(`${BULL}:meta`); // the queue still exists
     expect(counts).toBeDefined();
     const [sec, usec] = await redis.time();
     const settledAt = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
     // BullMQ takes a job out of active in a step of its own, after the final record is written.
-    await eventually(async () => (await redis.zcard('bull:kiln-invocations:delayed')) === 0 && (await redis.llen('bull:kiln-invocations:active')) === 0, 10_000);
+    await eventually(async () => (await redis.zcard(`${BULL}:delayed`)) === 0 && (await redis.llen(`${BULL}:active`)) === 0, 10_000);
     // And not by the stalled check or a retry: no job came back after the calls had all ended.
-    const events = await redis.xrange('bull:kiln-invocations:events', String(settledAt), '+');
-    expect(events.map(([, f]) => f[1]).filter((e) => e === 'stalled' || e === 'delayed')).toEqual([]);
+    const events = await queueEvents(redis, String(settledAt));
+    expect(events.map((e) => e.event).filter((e) => e === 'stalled' || e === 'delayed')).toEqual([]);
   });
 });
 
@@ -155,10 +160,10 @@ it('a job stalled while its invoker still runs it (event loop blocked past the l
   await withPlatform({}, async (p, redis) => {
     const call = p.api('POST', '/v1/functions/work/invoke', { ms: 9000, count: true });
     const [id] = await eventually(async () => {
-      const ids = await redis.zrange('kiln:acts:default:work', '0', '-1');
+      const ids = await redis.zrange(keys.activationsByFn('default', 'work'), '0', '-1');
       return ids.length > 0 && ids;
     });
-    await eventually(async () => (await redis.llen('bull:kiln-invocations:active')) === 1);
+    await eventually(async () => (await redis.llen(`${BULL}:active`)) === 1);
     await sleep(2500); // past a stalled check (every KILN_JOB_LOCK_MS, 2 s) that saw it active
     const pid = await pidOf(p, 'kiln-invoker');
     process.kill(pid, 'SIGSTOP'); // no lock renewal: the job's lock expires
@@ -168,8 +173,7 @@ it('a job stalled while its invoker still runs it (event loop blocked past the l
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ id, attempt: 1, runs: 1 });
     // BullMQ did find it stalled and deliver it again: that delivery ran nothing.
-    const events = await redis.xrange('bull:kiln-invocations:events', '-', '+');
-    const stalled = events.map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]])))).filter((e) => e.event === 'stalled' && e.jobId === id);
+    const stalled = (await queueEvents(redis, '-')).filter((e) => e.event === 'stalled' && e.jobId === id);
     expect(stalled.length).toBeGreaterThan(0);
   });
 });
@@ -231,7 +235,7 @@ it("the state dir's disk full: calls end as system_error after their retries, no
       expect(res.body.error.message).toMatch(/ENOSPC|no space/i);
       const rec = await p.api('GET', `/v1/activations/${res.headers.get('x-kiln-activation-id')}`);
       expect(rec.body.status).toBe('system_error');
-      expect(await redis.zcard('bull:kiln-invocations:delayed')).toBe(0);
+      expect(await redis.zcard(`${BULL}:delayed`)).toBe(0);
       await fsp.rm(filler);
       const ok = await p.api('POST', '/v1/functions/work/invoke', { ms: 1 });
       expect(ok.status).toBe(200);

@@ -32,6 +32,7 @@ export interface Platform {
 
 import { freePort } from '../../common/net';
 import { launch, leftovers as launchedLeftovers, platformEnv, stopPlatform } from '../../platform/launch';
+import { childrenOf } from '../../platform/procs';
 
 export { freePort };
 
@@ -71,8 +72,7 @@ export async function startPlatform(extraEnv: NodeJS.ProcessEnv = {}): Promise<P
       return { status: res.status, headers: res.headers, body: parsed, text };
     },
     async children() {
-      const { stdout } = await exec('pgrep', ['-P', String(child.pid)]).catch(() => ({ stdout: '' }));
-      return stdout.split('\n').filter(Boolean).map(Number);
+      return childrenOf(child.pid!).map((c) => c.pid);
     },
     async stop() {
       await stopPlatform(child);

@@ -5,31 +5,20 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { embeddedRedisSocket } from '../../common/redis';
 import { launchInvoker } from '../../platform/launch';
+import { childByTitle, readProc } from '../../platform/procs';
 import { eventually, fn, freePort, leftovers, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(120_000);
 
-const titleOf = (pid: number) => {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return '';
-  }
-};
-
-async function pidOf(p: Platform, title: string): Promise<number | undefined> {
-  return (await p.children()).find((pid) => titleOf(pid).startsWith(title));
-}
+const pidOf = async (p: Platform, title: 'kiln-invoker' | 'kiln-gateway') => childByTitle(p.child.pid!, title)?.pid;
 
 // When a process was spawned, and the time of a kill, as seconds since boot: a restart is timed
 // by the supervisor's spawn, not by the new process's boot (slow on a loaded machine).
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 const uptime = () => Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
-const spawnedAt = (pid: number) => {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) / CLK_TCK; // field 22, starttime
-};
+const spawnedAt = (pid: number) => readProc(pid)!.start / CLK_TCK;
 
 const runcList = (p: Platform) =>
   execFileSync('runc', ['--root', path.join(p.stateDir, 'runc', p.invokerId), 'list', '-q'], { encoding: 'utf8' }).split('\n').filter(Boolean);
@@ -100,9 +89,7 @@ describe('an external Redis', () => {
         const keys = execFileSync('redis-cli', ['-p', String(port), '--scan', '--pattern', 'kiln:fn:*'], { encoding: 'utf8' });
         expect(keys).toContain('kiln:fn:default:hello');
       } finally {
-        await p.stop();
-        expect(await leftovers(p, [])).toEqual({ containers: [], mounts: [], cgroups: [], processes: [] });
-        await fsp.rm(p.stateDir, { recursive: true, force: true });
+        await stopClean(p);
       }
       expect(redis.exitCode).toBeNull(); // the platform leaves a server it did not start alone
     } finally {
@@ -124,7 +111,7 @@ describe('several invokers sharing a state dir', () => {
       others.push(...(await p.children()).filter((pid) => pid !== invoker));
       process.kill(p.child.pid!, 'SIGKILL'); // no supervisor to restart it: the invoker stays dead
       process.kill(invoker, 'SIGKILL');
-      const socket = path.join(p.stateDir, 'redis', 'redis.sock');
+      const socket = embeddedRedisSocket(p.stateDir);
       await eventually(async () => execFileSync('redis-cli', ['-s', socket, 'exists', `kiln:invoker:${p.invokerId}`], { encoding: 'utf8' }).trim() === '0', 20_000);
 
       const peerId = `${p.invokerId}-b`;
