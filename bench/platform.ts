@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { packDirectory } from '../cli/package';
 import { cgroupVersion } from '../invoker/cgroups';
 import { REPO_ROOT } from '../common/paths';
+import { embeddedRedisSocket } from '../common/redis';
 import { launch, leftovers, Leftovers, platformEnv, stopPlatform } from '../platform/launch';
 import { childByTitle, childrenOf, commandOf } from '../platform/procs';
 import { progress, request, TimedResponse } from './util';
@@ -60,7 +61,7 @@ export class Platform {
   }
 
   get redisSocket(): string {
-    return path.join(this.stateDir, 'redis', 'redis.sock');
+    return embeddedRedisSocket(this.stateDir);
   }
 
   get containersDir(): string {

@@ -22,7 +22,8 @@ import { keys } from '../common/redis-keys';
 import { ActivationRecord, FINAL_STATUSES } from '../common/types';
 import { launchInvoker } from '../platform/launch';
 import { audit, Audit, Load, settle } from './load';
-import { alive, frozen, isClean, leftovers, Leftovers, Platform, Proc, purge, readProc, removeStateDir, sleep, within } from './platform';
+import { alive, Proc, readProc } from '../platform/procs';
+import { frozen, isClean, leftovers, Leftovers, Platform, purge, removeStateDir, sleep, within } from './platform';
 
 const KINDS = ['kill-invoker', 'kill-gateway', 'kill-redis', 'term-invoker', 'stop-invoker', 'kill-container', 'second-invoker'] as const;
 type Kind = (typeof KINDS)[number];

@@ -10,11 +10,10 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { tryRun as run } from '../common/process';
+import { embeddedRedisSocket } from '../common/redis';
 import { launch, platformEnv } from '../platform/launch';
-import { alive, childByTitle, descendants, Proc, processTable, readProc } from '../platform/procs';
+import { alive, childByTitle, commandOf, descendants, Proc, processTable } from '../platform/procs';
 
-export { alive, readProc };
-export type { Proc };
 
 const CG_ROOT = '/sys/fs/cgroup';
 const OUTPUT_CAP = 4 * 2 ** 20;
@@ -92,7 +91,7 @@ export class Platform {
   }
 
   get redisSocket(): string {
-    return path.join(this.stateDir, 'redis', 'redis.sock');
+    return embeddedRedisSocket(this.stateDir);
   }
 
   /** What the platform printed (warnings and errors: KILN_LOG_LEVEL=warn), the last 4 MiB. */
@@ -285,7 +284,7 @@ function ownProcesses(p: Platform, ids: string[]): Proc[] {
   return [...found.values()];
 }
 
-const describe = (p: Proc) => `${p.pid} ${p.cmdline.split('\0').filter(Boolean).join(' ').slice(0, 160)}`;
+const describe = (p: Proc) => `${p.pid} ${commandOf(p).slice(0, 160)}`;
 
 export async function leftovers(p: Platform, runtime = 'runc'): Promise<Leftovers> {
   const ids = p.invokerIds();

@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { embeddedRedisSocket } from '../../common/redis';
 import { eventually, fn, Platform, startPlatform, stopClean } from './harness';
 
 jest.setTimeout(180_000);
@@ -443,7 +444,7 @@ add({
 add({
   title: "connect to Redis (TCP 6379, the embedded unix socket) and other containers' sockets: refused/absent", fn: 'connect-redis', status: 200, container: 'kept',
   event: () => ({
-    paths: [path.join(p.stateDir, 'redis', 'redis.sock'), ...runcIds().map((id) => path.join(p.stateDir, 'containers', p.invokerId, id, 'sock', 'kiln.sock'))],
+    paths: [embeddedRedisSocket(p.stateDir), ...runcIds().map((id) => path.join(p.stateDir, 'containers', p.invokerId, id, 'sock', 'kiln.sock'))],
   }),
   body: String.raw`async (event) => ({
     tcp: await connect({ host: '127.0.0.1', port: 6379 }),
