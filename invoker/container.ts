@@ -138,10 +138,8 @@ export class Container {
     // An overlay mounted read-only is read-only from birth, so the copy that propagates into the
     // container is too (a bind remounted ro afterwards would propagate writable).
     const lower = [path.join(spec.codeLayer, 'function'), path.join(spec.runtimeLayers[spec.runtimeLayers.length - 1], 'function')];
-    await Promise.all([
-      mountOverlay(path.join(this.dir, 'function'), lower),
-      this.cgroup.setLimits(spec.config.memoryMB * 2 ** 20, cpuSharesFor(spec.config.memoryMB)),
-    ]);
+    mountOverlay(path.join(this.dir, 'function'), lower);
+    await this.cgroup.setLimits(spec.config.memoryMB * 2 ** 20, cpuSharesFor(spec.config.memoryMB));
     const reply = await this.client.post<{ ok: boolean; error?: { message: string } }>('/init', { handler: spec.config.handler, env: spec.config.env });
     if (!reply.ok) throw new Error(`cannot specialise: ${reply.error?.message}`);
     this.spec = spec;

@@ -2,23 +2,33 @@
 // then the language runtime, then the base). With no upper layer the mount itself is
 // read-only; the container's only writable places are its size-limited /tmp and /dev/shm.
 import * as fsp from 'node:fs/promises';
-import { run } from '../common/process';
+import { MNT_DETACH, mount, MS_BIND, MS_RDONLY, MS_SHARED, umount } from './native/mount';
 
 export async function mountRootfs(target: string, layersTopFirst: string[]): Promise<void> {
   await fsp.mkdir(target, { recursive: true });
-  await mountOverlay(target, layersTopFirst);
+  mountOverlay(target, layersTopFirst);
 }
 
 /** A read-only overlay of `layersTopFirst` on an existing folder. */
-export async function mountOverlay(target: string, layersTopFirst: string[]): Promise<void> {
-  await run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${layersTopFirst.join(':')}`, target], { timeoutMs: 10_000 });
+export function mountOverlay(target: string, layersTopFirst: string[]): void {
+  mount('overlay', target, 'overlay', MS_RDONLY, `lowerdir=${layersTopFirst.join(':')}`);
 }
 
-/** Unmounts everything at or under a folder, deepest first; returns how many. */
+/**
+ * Unmounts everything at or under a folder, deepest first; returns how many. A mount gone by
+ * the time its turn comes (its unmount propagated from a peer) is not an error.
+ */
 export async function unmountAll(dir: string): Promise<number> {
-  const mounts = await mountedUnder(dir);
-  for (const m of mounts) await run('umount', ['--lazy', m], { timeoutMs: 10_000 });
-  return mounts.length;
+  let removed = 0;
+  for (const m of await mountedUnder(dir)) {
+    try {
+      umount(m, MNT_DETACH);
+      removed++;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+    }
+  }
+  return removed;
 }
 
 /**
@@ -28,8 +38,8 @@ export async function unmountAll(dir: string): Promise<number> {
  */
 export async function sharedMountPoint(dir: string): Promise<string> {
   await fsp.mkdir(dir, { recursive: true });
-  await run('mount', ['--bind', dir, dir], { timeoutMs: 10_000 });
-  await run('mount', ['--make-shared', dir], { timeoutMs: 10_000 });
+  mount(dir, dir, null, MS_BIND);
+  mount(null, dir, null, MS_SHARED);
   return dir;
 }
 

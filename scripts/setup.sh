@@ -11,6 +11,10 @@ command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
 command -v mount >/dev/null || need+=(mount)
 command -v promtool >/dev/null || need+=(prometheus) # prometheus and promtool: infra/prometheus, its tests
+# The invoker's mount addon (invoker/native/mount.c) is compiled by node-gyp at install.
+command -v make >/dev/null || need+=(make)
+command -v cc >/dev/null || need+=(gcc)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "kiln: missing Debian packages (${need[*]}) and not root to install them" >&2
@@ -32,6 +36,11 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
+fi
+# npm ci builds the addon; a checkout whose mount.c changed since needs it built again.
+addon=build/Release/kiln_mount.node
+if [ ! -f $addon ] || [ invoker/native/mount.c -nt $addon ] || [ binding.gyp -nt $addon ]; then
+  npm run --silent install >/dev/null
 fi
 
 npx tsc -p tsconfig.json
