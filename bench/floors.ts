@@ -4,14 +4,17 @@
 //    the way kiln's gateway and invoker pass a call, without anything else kiln does.
 //  - DirectClient: one HTTP request straight to a warm container's unix socket (POST /run), as
 //    the invoker sends it.
+//  - EchoFloor: one byte to another process and back over a unix socket: what a single hop
+//    between two processes costs this machine, back to back and after an idle spell.
 //  - RuncFloor: a bare container of the same root filesystem: `runc create` and `runc start` as
 //    two commands, wait for the runtime's socket, first reply. Bundles are made with kiln's own
 //    mountRootfs and buildSpec under a runc root, bundle folder and cgroup parent of the bench's
 //    own, and everything is removed after (removeLeftovers).
-import { spawn } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { Job, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -118,6 +121,48 @@ export class DirectClient {
 
   close(): void {
     this.agent.destroy();
+  }
+}
+
+// ---------------------------------------------------------------- one hop
+
+// The echo server: a child Node.js process, so that both ends are processes of their own.
+const ECHO_SERVER = `const net = require('node:net'); const s = process.argv[1];
+try { require('node:fs').unlinkSync(s); } catch {}
+net.createServer((c) => c.on('data', (d) => c.write(d))).listen(s, () => process.stdout.write('ready\\n'));`;
+
+export class EchoFloor {
+  private constructor(private readonly child: ChildProcess, private readonly socket: net.Socket) {}
+
+  static async start(socketPath: string): Promise<EchoFloor> {
+    const child = spawn(process.execPath, ['-e', ECHO_SERVER, socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.once('data', () => resolve());
+        child.once('exit', (code) => reject(new Error(`the echo server exited (${code})`)));
+      });
+      const socket = net.connect(socketPath);
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      socket.setNoDelay(true);
+      return new EchoFloor(child, socket);
+    } catch (e) {
+      child.kill('SIGKILL');
+      throw e;
+    }
+  }
+
+  /** One byte there and back; returns its time in ms. */
+  roundTrip(): Promise<number> {
+    return new Promise((resolve) => {
+      const t = performance.now();
+      this.socket.once('data', () => resolve(performance.now() - t));
+      this.socket.write('x');
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+    this.child.kill('SIGKILL');
   }
 }
 

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import { cgroupCpuMs, cpuPerCall, cpuSnapshot, CpuSources, processCpuMs, redisCommands, selfCpuMs } from './cpu';
 import { DockerPeer, DockerSample } from './docker';
-import { BullFloor, DirectClient, RuncFloor, RuncSample } from './floors';
+import { BullFloor, DirectClient, EchoFloor, RuncFloor, RuncSample } from './floors';
 import { closedLoop, LoadResult } from './load';
 import { meminfo } from './machine';
 import { Platform, writeHello } from './platform';
@@ -107,20 +107,27 @@ export interface IdleWarm {
   bull: Summary;
   direct: Summary;
   floorP50: number;
+  echo: Summary; // one hop between two processes after the same idle
+  echoBackToBack: Summary; // and right after another
 }
 
 /**
  * Calls each made after `idleMs` of quiet (pause grace longer than that: no freeze): kiln,
- * then the BullMQ floor, then a direct socket request, each after its own quiet period.
+ * then the BullMQ floor, then a direct socket request, then a bare one-byte echo between two
+ * processes (what one hop costs after the same quiet, and back to back), each after its own
+ * quiet period.
  */
-export async function idleWarm(p: Platform, bull: BullFloor, fn: string, n: number, idleMs: number): Promise<IdleWarm> {
-  progress(`after ${idleMs} ms idle (no freeze): ${n} calls each of kiln, BullMQ floor, direct socket`);
+export async function idleWarm(p: Platform, bull: BullFloor, fn: string, n: number, idleMs: number, scratch: string): Promise<IdleWarm> {
+  progress(`after ${idleMs} ms idle (no freeze): ${n} calls each of kiln, BullMQ floor, direct socket, process echo`);
   await p.invokeOk(fn);
   const ids = await p.containers(fn);
   const direct = new DirectClient(p.socketOf(ids[0]));
+  const echo = await EchoFloor.start(path.join(scratch, 'echo.sock'));
   const k: number[] = [];
   const b: number[] = [];
   const d: number[] = [];
+  const e: number[] = [];
+  const e0: number[] = [];
   let other = 0;
   try {
     for (let i = 0; i < n; i++) {
@@ -132,13 +139,17 @@ export async function idleWarm(p: Platform, bull: BullFloor, fn: string, n: numb
       b.push(await bull.roundTrip());
       await sleep(idleMs);
       d.push(await direct.run());
+      await sleep(idleMs);
+      e.push(await echo.roundTrip());
+      for (let j = 0; j < 5; j++) e0.push(await echo.roundTrip());
     }
   } finally {
     direct.close();
+    echo.close();
   }
   const bs = summarize(b);
   const ds = summarize(d);
-  return { idleMs, warm: summarize(k), otherStarts: other, bull: bs, direct: ds, floorP50: round(bs.p50 + ds.p50) };
+  return { idleMs, warm: summarize(k), otherStarts: other, bull: bs, direct: ds, floorP50: round(bs.p50 + ds.p50), echo: summarize(e), echoBackToBack: summarize(e0) };
 }
 
 // ---------------------------------------------------------------- 2. throughput

@@ -118,7 +118,7 @@ async function main(): Promise<number> {
   await bull.ready();
   results.warm = await phase('warm latency', () => warmLatency(p1, bull, 'hello', WARM.warmup, WARM.calls));
   if (results.warm) progress(`warm: kiln p50 ${results.warm.kiln.p50} ms; floor ${results.warm.floorP50} ms (BullMQ ${results.warm.bull.p50} + direct ${results.warm.direct.p50})`);
-  results.idleWarm = await phase('warm after idle', () => idleWarm(p1, bull, 'hello', IDLE_CALLS, THAW.idleMs));
+  results.idleWarm = await phase('warm after idle', () => idleWarm(p1, bull, 'hello', IDLE_CALLS, THAW.idleMs, scratch));
   await sampleNoise(results);
   results.throughput = await phase('throughput', () => throughput(p1, bull, ctx, THROUGHPUT.clients, THROUGHPUT.warmupMs, THROUGHPUT.measureMs, THROUGHPUT.maxRequests));
   await bull.close();

@@ -221,6 +221,15 @@ export function buildRows(r: Results): Row[] {
         ratio: ratioOf(r.idleWarm.warm.p50, r.idleWarm.floorP50), target: '—', verdict: 'info',
         note: `diagnostic for 5a: how much of thaw-to-response is idleness rather than the thaw; back-to-back warm p50 was ${ms(r.warm?.kiln.p50)} (${r.idleWarm.warm.n} warm calls, ${r.idleWarm.otherStarts} others)`,
       });
+      const echo = r.idleWarm.echo;
+      if (echo) {
+        rows.push({
+          id: '5a″', what: `one hop: a byte to another process and back (unix socket) after ${r.idleWarm.idleMs} ms idle`,
+          kiln: '—', kilnValue: null, floor: ms(echo.p50), floorValue: echo.p50,
+          ratio: null, target: '—', verdict: 'info',
+          note: `diagnostic for 5a and 5c: what this machine charges one round trip between two processes after the same quiet, next to ${ms(r.idleWarm.echoBackToBack.p50)} back to back (p50 of ${echo.n} and ${r.idleWarm.echoBackToBack.n}); a kiln call passes about a dozen messages in turn between five processes (client, gateway, Redis, invoker, container)`,
+        });
+      }
     }
     rows.push({
       id: '5b', what: 'thaw p50, initMs of the record (freezer thaw)',
