@@ -64,6 +64,7 @@ export class Entry<C extends PoolContainer<any>> implements Slot {
   container?: C;
   timer?: NodeJS.Timeout;
   op: Promise<unknown> = Promise.resolve(); // freezer writes, in order
+  removal?: Promise<void>; // once removing: ends when the container is gone
   constructor(readonly id: string, public spec: FunctionSpec | null, readonly runtime: string, public memoryMB: number) {}
 
   /** What it serves; null for a stem cell not yet specialised. */
@@ -86,6 +87,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   private roomWaiters: (() => void)[] = [];
   private readonly starting = new Set<Promise<unknown>>(); // stem cells being started
   private stemTaken = false; // a stem cell was used: replace it when a call ends
+  private retired: Entry<C>[] = []; // idle containers of superseded versions: removed when a call ends
   private closed = false;
 
   constructor(private readonly factory: ContainerFactory<C, S>, private readonly o: PoolOptions) {}
@@ -129,6 +131,15 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
 
   async acquire(spec: S): Promise<Lease<C>> {
     this.retireOlderThan(spec);
+    try {
+      return await this.place(spec);
+    } catch (e) {
+      this.removeRetired(); // no call will end to do it
+      throw e;
+    }
+  }
+
+  private async place(spec: S): Promise<Lease<C>> {
     const deadline = Date.now() + this.o.waitForRoomMs;
     for (;;) {
       if (this.closed) throw new Error('the invoker is shutting down');
@@ -170,11 +181,13 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     e.inFlight--;
     e.lastUsed = Date.now();
     if (e.state === 'removing' || e.state === 'removed') return; // shutting down, or evicted
-    if (!container.healthy || (e.retiring && e.inFlight === 0)) await this.remove(e);
+    // Removed in the background: the call's answer does not wait for its container's removal.
+    if (!container.healthy || (e.retiring && e.inFlight === 0)) void this.remove(e);
     else if (e.inFlight === 0) this.move(e, 'ready');
     this.notifyRoom();
-    // A stem cell used by a call is replaced now, not while the call ran: on a small host
-    // starting it would have competed with the call for the CPU.
+    // Superseded containers and a used stem cell are removed and replaced now, not while the
+    // call ran: on a small host the work would have competed with the call for the CPU.
+    this.removeRetired();
     if (this.stemTaken) {
       this.stemTaken = false;
       this.replenish();
@@ -309,8 +322,12 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     for (const e of this.entries.values()) {
       if (e.spec?.fn !== spec.fn || e.spec.version >= spec.version) continue;
       e.retiring = true;
-      if (e.inFlight === 0 && e.state !== 'starting') void this.remove(e);
+      if (e.inFlight === 0 && e.state !== 'starting') this.retired.push(e); // busy ones go on release
     }
+  }
+
+  private removeRetired(): void {
+    for (const e of this.retired.splice(0)) if (e.inFlight === 0) void this.remove(e);
   }
 
   /** The one place a state changes: checks the move, and arms the new state's timer. */
@@ -345,8 +362,14 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     );
   }
 
-  private async remove(e: Entry<C>): Promise<void> {
-    if (e.state === 'removing' || e.state === 'removed') return;
+  /** Removes a container; a removal under way is joined, not started again. */
+  private remove(e: Entry<C>): Promise<void> {
+    if (e.state === 'removed') return Promise.resolve();
+    e.removal ??= this.destroy(e);
+    return e.removal;
+  }
+
+  private async destroy(e: Entry<C>): Promise<void> {
     this.move(e, 'removing');
     try {
       await e.op.catch(() => undefined);
