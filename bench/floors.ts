@@ -152,10 +152,14 @@ export class EchoFloor {
   }
 
   /** One byte there and back; returns its time in ms. */
-  roundTrip(): Promise<number> {
-    return new Promise((resolve) => {
+  roundTrip(timeoutMs = 5000): Promise<number> {
+    return new Promise((resolve, reject) => {
       const t = performance.now();
-      this.socket.once('data', () => resolve(performance.now() - t));
+      const timer = setTimeout(() => reject(new Error(`no echo within ${timeoutMs} ms`)), timeoutMs);
+      this.socket.once('data', () => {
+        clearTimeout(timer);
+        resolve(performance.now() - t);
+      });
       this.socket.write('x');
     });
   }

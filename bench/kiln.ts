@@ -121,8 +121,8 @@ export async function idleWarm(p: Platform, bull: BullFloor, fn: string, n: numb
   progress(`after ${idleMs} ms idle (no freeze): ${n} calls each of kiln, BullMQ floor, direct socket, process echo`);
   await p.invokeOk(fn);
   const ids = await p.containers(fn);
-  const direct = new DirectClient(p.socketOf(ids[0]));
   const echo = await EchoFloor.start(path.join(scratch, 'echo.sock'));
+  const direct = new DirectClient(p.socketOf(ids[0]));
   const k: number[] = [];
   const b: number[] = [];
   const d: number[] = [];

@@ -4,11 +4,13 @@ import { loadConfig } from '../common/config';
 import { createLogger } from '../common/log';
 import { connect } from '../common/redis';
 import { Invoker } from './invoker';
+import { loadMountAddon } from './native/mount';
 
 async function main() {
   process.title = 'kiln-invoker';
   const config = loadConfig();
   const log = createLogger('kiln-invoker', config.KILN_LOG_LEVEL);
+  loadMountAddon(); // a missing build fails here, not at the first container
   const redis = connect(config);
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error')); // it reconnects
   const invoker = new Invoker(config, redis, log);

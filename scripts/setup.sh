@@ -14,6 +14,7 @@ command -v promtool >/dev/null || need+=(prometheus) # prometheus and promtool: 
 # The invoker's mount addon (invoker/native/mount.c) is compiled by node-gyp at install.
 command -v make >/dev/null || need+=(make)
 command -v cc >/dev/null || need+=(gcc)
+command -v g++ >/dev/null || need+=(g++) # node-gyp links with the C++ driver
 command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -39,7 +40,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 # npm ci builds the addon; a checkout whose mount.c changed since needs it built again.
 addon=build/Release/kiln_mount.node
-if [ ! -f $addon ] || [ invoker/native/mount.c -nt $addon ] || [ binding.gyp -nt $addon ]; then
+if [ ! -f $addon ] || [ invoker/native/mount.c -nt $addon ] || [ binding.gyp -nt $addon ] || [ scripts/build-addon.sh -nt $addon ]; then
   npm run --silent install >/dev/null
 fi
 

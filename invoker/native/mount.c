@@ -1,14 +1,16 @@
 // mount(2) and umount2(2) for the invoker, as a Node-API addon. Spawning mount(8) from the
 // invoker costs milliseconds, most of it fork() copying the invoker's page tables; the system
-// calls themselves take tens of microseconds. Errors are thrown with errno's name as `code`.
-#define _GNU_SOURCE
+// calls themselves take tens of microseconds. A failure is thrown as an Error whose `code` is
+// errno's number (mount.ts names it).
 #include <errno.h>
+#include <stdio.h>
 #include <node_api.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 
-// A string argument, or NULL for null/undefined. The caller frees it.
+// A string argument, or NULL for null/undefined; refused if it holds a NUL byte (the kernel
+// would see a shorter string). The caller frees it.
 static int arg_string(napi_env env, napi_value v, char **out) {
   napi_valuetype t;
   *out = NULL;
@@ -17,12 +19,13 @@ static int arg_string(napi_env env, napi_value v, char **out) {
   size_t n;
   if (t != napi_string || napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) return 0;
   *out = malloc(n + 1);
-  return *out && napi_get_value_string_utf8(env, v, *out, n + 1, &n) == napi_ok;
+  return *out && napi_get_value_string_utf8(env, v, *out, n + 1, &n) == napi_ok && strlen(*out) == n;
 }
 
 static void throw_errno(napi_env env, int err) {
-  const char *name = strerrorname_np(err);
-  napi_throw_error(env, name ? name : "EUNKNOWN", strerror(err));
+  char code[16];
+  snprintf(code, sizeof code, "%d", err);
+  napi_throw_error(env, code, strerror(err));
 }
 
 // mount(source, target, fstype, flags, data): each string may be null.
@@ -56,10 +59,11 @@ static napi_value js_umount(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  napi_value f;
-  napi_create_function(env, "mount", NAPI_AUTO_LENGTH, js_mount, NULL, &f);
-  napi_set_named_property(env, exports, "mount", f);
-  napi_create_function(env, "umount", NAPI_AUTO_LENGTH, js_umount, NULL, &f);
-  napi_set_named_property(env, exports, "umount", f);
+  napi_value m, u;
+  if (napi_create_function(env, "mount", NAPI_AUTO_LENGTH, js_mount, NULL, &m) != napi_ok ||
+      napi_create_function(env, "umount", NAPI_AUTO_LENGTH, js_umount, NULL, &u) != napi_ok ||
+      napi_set_named_property(env, exports, "mount", m) != napi_ok ||
+      napi_set_named_property(env, exports, "umount", u) != napi_ok)
+    return NULL; // an exception is pending: require() throws it
   return exports;
 }

@@ -2,6 +2,7 @@
 // instead of mount(8) and umount(8): a spawn from the invoker costs milliseconds of fork(),
 // on every cold start and every specialisation of a stem cell.
 import * as path from 'node:path';
+import { getSystemErrorName } from 'node:util';
 import { REPO_ROOT } from '../../common/paths';
 
 interface Addon {
@@ -15,11 +16,22 @@ export const MS_BIND = 0x1000;
 export const MS_SHARED = 0x100000;
 export const MNT_DETACH = 0x2;
 
+const ADDON = path.join(REPO_ROOT, 'build', 'Release', 'kiln_mount.node');
 let addon: Addon | undefined;
+
+/** Loads the addon; the invoker calls it at start, so a missing build is found there. */
+export function loadMountAddon(): void {
+  if (addon) return;
+  try {
+    addon = require(ADDON) as Addon;
+  } catch (e) {
+    throw new Error(`the invoker's mount addon cannot be loaded (${(e as Error).message.split('\n')[0]}): \`npm ci\` builds it, with make, gcc, g++ and python3 (scripts/setup.sh installs them)`);
+  }
+}
+
 function native(): Addon {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  addon ??= require(path.join(REPO_ROOT, 'build', 'Release', 'kiln_mount.node')) as Addon;
-  return addon;
+  loadMountAddon();
+  return addon!;
 }
 
 /** mount(2); a failure throws an Error whose `code` is errno's name (ENOENT, EPERM...). */
@@ -42,6 +54,11 @@ export function umount(target: string, flags = 0): void {
 
 function withContext(e: unknown, what: string): Error {
   const err = e as NodeJS.ErrnoException;
+  const errno = Number(err.code);
+  if (Number.isInteger(errno) && errno > 0) {
+    err.errno = errno;
+    err.code = getSystemErrorName(-errno); // ENOENT, EPERM...
+  }
   err.message = `${what.replace(/ +/g, ' ')}: ${err.message}`;
   return err;
 }

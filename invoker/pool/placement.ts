@@ -1,7 +1,8 @@
 // Placement and eviction: pure functions over plain data (no containers, no I/O), so they are
 // tested on their own. Placement prefers a warm container of the same function version, then a
 // frozen one (thawed), then a prewarmed stem cell of the runtime, and otherwise asks for a cold
-// start. Eviction frees memory by removing idle containers, least recently used first.
+// start. Eviction frees memory by removing idle containers: superseded versions first, then
+// least recently used first.
 import { StartKind } from '../../common/types';
 import { IDLE, State } from './states';
 
@@ -44,16 +45,17 @@ function mostRecent(slots: Slot[]): Slot | undefined {
 }
 
 /**
- * Which idle containers to remove so that `neededMB` more fits in `capacityMB`, least recently
- * used first; stem cells last, since they are what makes the next first call fast. Returns
- * null when even removing every idle container would not make room: the call must wait.
+ * Which idle containers to remove so that `neededMB` more fits in `capacityMB`: those of
+ * superseded versions first (they take no calls again), then least recently used first; stem
+ * cells last, since they are what makes the next first call fast. Returns null when even
+ * removing every idle container would not make room: the call must wait.
  */
 export function evictionsFor(slots: readonly Slot[], neededMB: number, capacityMB: number, keep: ReadonlySet<string> = new Set()): Slot[] | null {
   let used = slots.filter((s) => s.state !== 'removed').reduce((n, s) => n + s.memoryMB, 0);
   if (used + neededMB <= capacityMB) return [];
   const idle = slots
     .filter((s) => IDLE.includes(s.state) && !keep.has(s.id))
-    .sort((a, b) => Number(a.state === 'prewarm') - Number(b.state === 'prewarm') || a.lastUsed - b.lastUsed);
+    .sort((a, b) => Number(a.state === 'prewarm') - Number(b.state === 'prewarm') || Number(!a.retiring) - Number(!b.retiring) || a.lastUsed - b.lastUsed);
   const out: Slot[] = [];
   for (const s of idle) {
     out.push(s);

@@ -88,6 +88,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   private readonly starting = new Set<Promise<unknown>>(); // stem cells being started
   private stemTaken = false; // a stem cell was used: replace it when a call ends
   private retired: Entry<C>[] = []; // idle containers of superseded versions: removed when a call ends
+  private stemsShort = false; // a stem cell did not fit: try again when a removal frees memory
   private closed = false;
 
   constructor(private readonly factory: ContainerFactory<C, S>, private readonly o: PoolOptions) {}
@@ -105,7 +106,11 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     for (const [runtime, { count, memoryMB }] of Object.entries(this.o.prewarm)) {
       const have = this.slots().filter((e) => e.fnKey === null && e.runtime === runtime && e.state !== 'removing').length;
       for (let i = have; i < count; i++) {
-        if (this.closed || evictionsFor(this.slots(), memoryMB, this.o.capacityMB)?.length !== 0) return; // never evict for a stem
+        if (this.closed) return;
+        if (evictionsFor(this.slots(), memoryMB, this.o.capacityMB)?.length !== 0) {
+          this.stemsShort = true; // never evict for a stem
+          return;
+        }
         const e = this.add(null, runtime, memoryMB);
         const started = (async () => {
           try {
@@ -162,6 +167,12 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
         continue;
       }
       const evict = evictionsFor(this.slots(), spec.memoryMB, this.o.capacityMB);
+      // Containers being removed will free their memory within moments: wait for that rather
+      // than evict others that are still useful.
+      if (evict?.length && this.fitsOnceRemoved(spec.memoryMB) && Date.now() < deadline) {
+        await this.roomChanged(deadline - Date.now());
+        continue;
+      }
       if (evict) return this.startCold(spec, evict as Entry<C>[]);
       if (Date.now() > deadline) throw new NoCapacity(spec.memoryMB);
       await this.roomChanged(deadline - Date.now());
@@ -177,12 +188,11 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
         break;
       }
     }
-    if (!e) return;
+    if (!e || e.state === 'removing' || e.state === 'removed') return; // shutting down, or evicted
     e.inFlight--;
     e.lastUsed = Date.now();
-    if (e.state === 'removing' || e.state === 'removed') return; // shutting down, or evicted
     // Removed in the background: the call's answer does not wait for its container's removal.
-    if (!container.healthy || (e.retiring && e.inFlight === 0)) void this.remove(e);
+    if (!container.healthy || (e.retiring && e.inFlight === 0)) this.removeLater(e);
     else if (e.inFlight === 0) this.move(e, 'ready');
     this.notifyRoom();
     // Superseded containers and a used stem cell are removed and replaced now, not while the
@@ -327,7 +337,17 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   }
 
   private removeRetired(): void {
-    for (const e of this.retired.splice(0)) if (e.inFlight === 0) void this.remove(e);
+    for (const e of this.retired.splice(0)) if (e.inFlight === 0) this.removeLater(e);
+  }
+
+  private removeLater(e: Entry<C>): void {
+    this.remove(e).catch((err) => this.o.log.error({ err, container: e.id }, 'failed to remove a container'));
+  }
+
+  /** Whether `neededMB` fits once the containers being removed are gone. */
+  private fitsOnceRemoved(neededMB: number): boolean {
+    const staying = this.slots().filter((e) => e.state !== 'removing').reduce((n, e) => n + e.memoryMB, 0);
+    return staying + neededMB <= this.o.capacityMB;
   }
 
   /** The one place a state changes: checks the move, and arms the new state's timer. */
@@ -340,7 +360,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     this.o.log.debug({ container: e.container?.id, from, to }, 'container state');
     this.o.onTransition?.(from, to);
     if (to === 'ready') e.timer = this.after(this.o.pauseGraceMs, () => this.freezeIdle(e));
-    if (to === 'frozen') e.timer = this.after(Math.max(0, this.o.idleTimeoutMs - this.o.pauseGraceMs), () => void this.remove(e));
+    if (to === 'frozen') e.timer = this.after(Math.max(0, this.o.idleTimeoutMs - this.o.pauseGraceMs), () => this.removeLater(e));
   }
 
   private after(ms: number, fn: () => void): NodeJS.Timeout {
@@ -357,7 +377,7 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
       (err) => {
         this.o.log.warn({ err, container: e.id }, 'freeze failed; removing the container');
         e.container!.healthy = false;
-        if (e.state === 'frozen') void this.remove(e);
+        if (e.state === 'frozen') this.removeLater(e);
       },
     );
   }
@@ -380,6 +400,10 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
       this.move(e, 'removed');
       this.entries.delete(e.id);
       this.notifyRoom();
+      if (this.stemsShort && !this.closed) {
+        this.stemsShort = false;
+        this.replenish();
+      }
     }
   }
 

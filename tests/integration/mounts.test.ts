@@ -10,7 +10,7 @@ import { mountedUnder, mountOverlay, mountRootfs, sharedMountPoint, unmountAll }
 
 let dir = '';
 beforeEach(async () => {
-  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-mounts-'));
+  dir = await fsp.realpath(await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-mounts-'))); // as /proc/self/mounts shows it
   for (const [layer, file, text] of [['top', 'a', 'top'], ['bottom', 'a', 'bottom'], ['bottom', 'b', 'only below']]) {
     await fsp.mkdir(path.join(dir, layer), { recursive: true });
     await fsp.writeFile(path.join(dir, layer, file), text);
@@ -52,4 +52,10 @@ test('failures throw with errno as the code and say what was mounted where', () 
   expect(() => mountOverlay(missing, [path.join(dir, 'top'), path.join(dir, 'bottom')])).toThrow(expect.objectContaining({ code: 'ENOENT', message: expect.stringContaining(missing) }));
   expect(() => umount(path.join(dir, 'top'))).toThrow(expect.objectContaining({ code: 'EINVAL' }));
   expect(() => mountOverlay(path.join(dir, 'top'), [path.join(dir, 'nope'), path.join(dir, 'bottom')])).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+  // A path the kernel would read shorter than it is, or no path at all, never reaches it.
+  // (TypeErrors made by the addon belong to Node's own realm, not jest's: matched by name.)
+  const typeError = expect.objectContaining({ name: 'TypeError' });
+  expect(() => mount(null, `${dir}/top\0/etc`, null, MS_BIND)).toThrow(typeError);
+  expect(() => umount(undefined as unknown as string)).toThrow(typeError);
+  expect(fs.readFileSync('/proc/self/mounts', 'utf8')).not.toContain(dir);
 });

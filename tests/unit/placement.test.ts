@@ -169,6 +169,16 @@ describe('evictionsFor', () => {
     expect(ids(evictionsFor([s, a, b], 768, 768))).toEqual([b.id, a.id, s.id]);
   });
 
+  it('evicts containers of superseded versions before any other, however recently used; stem cells still last', () => {
+    const old = slot({ fnKey: 'ns/f@1', retiring: true, lastUsed: 900 });
+    const lru = slot({ fnKey: 'ns/g@1', lastUsed: 100 });
+    const s = stem({ lastUsed: 1 });
+    expect(ids(evictionsFor([lru, s, old], 256, 768))).toEqual([old.id]);
+    expect(ids(evictionsFor([lru, s, old], 512, 768))).toEqual([old.id, lru.id]);
+    const oldStemOrder = evictionsFor([s, slot({ retiring: true, lastUsed: 5 })], 512, 512);
+    expect(oldStemOrder?.map((x) => x.state)).toEqual(['ready', 'prewarm']);
+  });
+
   it('orders several stem cells by last use among themselves', () => {
     const s1 = stem({ lastUsed: 20 });
     const s2 = stem({ lastUsed: 10 });

@@ -566,6 +566,75 @@ describe('version retirement', () => {
   });
 });
 
+describe('removals in the background', () => {
+  it('a call that finds its room held by a container being removed waits for it, and evicts no one', async () => {
+    const r = rig({ capacityMB: 512 });
+    const a = await r.pool.acquire(spec('ns/a@1'));
+    const b = await r.pool.acquire(spec('ns/b@1'));
+    await r.pool.release(b.container); // b idle: evictable
+    const destroying = r.f.hold('destroy');
+    a.container.healthy = false;
+    await r.pool.release(a.container); // a: removed in the background, held
+    expect(stateOf(r, a.container)).toBe('removing');
+    const c = watch(r.pool.acquire(spec('ns/c@1')));
+    await sleep(30);
+    expect(c.done).toBe(false); // waiting for a's memory, not evicting b
+    destroying.open();
+    await until(() => c.done);
+    expect(c.value?.start).toBe('cold');
+    expect(b.container.destroyed).toBe(false);
+  });
+
+  it('a second release of a container being removed changes nothing (no negative in-flight count)', async () => {
+    const r = rig();
+    const destroying = r.f.hold('destroy');
+    const a = await r.pool.acquire(spec('ns/a@1'));
+    a.container.healthy = false;
+    await r.pool.release(a.container);
+    await r.pool.release(a.container);
+    expect(r.pool.slots().map((e) => e.inFlight)).toEqual([0]);
+    destroying.open();
+    await until(() => a.container.destroyed);
+  });
+
+  it('idle containers of a superseded version go even when the call that retired them cannot be placed', async () => {
+    const r = rig({ capacityMB: 512, waitForRoomMs: 50 });
+    const old = await r.pool.acquire(spec('ns/f@1'));
+    await r.pool.release(old.container);
+    const busy = await r.pool.acquire(spec('ns/g@1', { memoryMB: 256 }));
+    await expect(r.pool.acquire(spec('ns/f@2', { memoryMB: 1024 }))).rejects.toBeInstanceOf(NoCapacity);
+    await until(() => old.container.destroyed);
+    expect(busy.container.destroyed).toBe(false);
+  });
+
+  it('a stem cell that did not fit is started once a removal frees the room', async () => {
+    const r = rig({ capacityMB: 512, prewarm: { node20: { count: 1, memoryMB: 256 } } });
+    const a = await r.pool.acquire(spec('ns/a@1'));
+    const b = await r.pool.acquire(spec('ns/b@1'));
+    r.pool.replenish(); // full: no stem
+    await sleep(20);
+    expect(states(r)).not.toContain('prewarm');
+    b.container.healthy = false;
+    await r.pool.release(b.container);
+    await until(() => states(r).includes('prewarm'));
+    await r.pool.release(a.container);
+  });
+
+  it('shutdown waits for a removal under way', async () => {
+    const r = rig();
+    const destroying = r.f.hold('destroy');
+    const a = await r.pool.acquire(spec('ns/a@1'));
+    a.container.healthy = false;
+    await r.pool.release(a.container);
+    const down = watch(r.pool.shutdown());
+    await sleep(20);
+    expect(down.done).toBe(false);
+    destroying.open();
+    await until(() => down.done);
+    expect(a.container.destroyed).toBe(true);
+  });
+});
+
 describe('shutdown', () => {
   it('destroys every container, idle, frozen, busy and stem, and later acquires reject', async () => {
     // Containers freeze, but none times out while the four are gathered.
