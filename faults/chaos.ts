@@ -22,7 +22,7 @@ import { keys } from '../common/redis-keys';
 import { ActivationRecord, FINAL_STATUSES } from '../common/types';
 import { launchInvoker } from '../platform/launch';
 import { audit, Audit, Load, settle } from './load';
-import { alive, Proc, readProc } from '../platform/procs';
+import { alive, Proc, readProc, stopChild } from '../platform/procs';
 import { frozen, isClean, leftovers, Leftovers, Platform, purge, removeStateDir, sleep, within } from './platform';
 
 const KINDS = ['kill-invoker', 'kill-gateway', 'kill-redis', 'term-invoker', 'stop-invoker', 'kill-container', 'second-invoker'] as const;
@@ -294,18 +294,7 @@ class Chaos {
 
   /** Second invokers still running (the run was interrupted while one lived): stopped gracefully. */
   async stopSeconds(force: AbortSignal): Promise<void> {
-    for (const s of this.seconds) {
-      const c = s.child;
-      if (c.exitCode !== null || c.signalCode !== null) continue;
-      const exited = new Promise<void>((r) => c.once('exit', () => r()));
-      c.kill('SIGTERM');
-      const forced = new Promise<void>((r) => (force.aborted ? r() : force.addEventListener('abort', () => r(), { once: true })));
-      await Promise.race([exited, forced, sleep(45_000)]);
-      if (c.exitCode === null && c.signalCode === null) {
-        c.kill('SIGKILL');
-        await within(exited, 5_000, undefined);
-      }
-    }
+    for (const s of this.seconds) await stopChild(s.child, 45_000, force);
   }
 }
 

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { tryRun as run } from '../common/process';
 import { embeddedRedisSocket } from '../common/redis';
 import { launch, platformEnv } from '../platform/launch';
-import { alive, childByTitle, commandOf, descendants, Proc, processTable } from '../platform/procs';
+import { alive, childByTitle, commandOf, descendants, Proc, processTable, stopChild } from '../platform/procs';
 
 
 const CG_ROOT = '/sys/fs/cgroup';
@@ -199,14 +199,7 @@ export class Platform {
     const c = this.child;
     if (!c || c.exitCode !== null || c.signalCode !== null) return true;
     this.track();
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    c.kill('SIGTERM');
-    const forced = new Promise<void>((r) => (force?.aborted ? r() : force?.addEventListener('abort', () => r(), { once: true })));
-    const by = await Promise.race([exited.then(() => 'self' as const), forced.then(() => 'forced' as const), sleep(ms).then(() => 'late' as const)]);
-    if (by === 'self') return true;
-    c.kill('SIGKILL');
-    await within(exited, 5_000, undefined);
-    return false;
+    return stopChild(c, ms, force);
   }
 }
 

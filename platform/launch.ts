@@ -11,7 +11,7 @@ import { REPO_ROOT } from '../common/paths';
 import { run } from '../common/process';
 import { cgroupVersion, hierarchies } from '../invoker/cgroups';
 import { mountedUnder } from '../invoker/rootfs';
-import { processTable } from './procs';
+import { processTable, stopChild } from './procs';
 
 /**
  * The environment of a platform in `stateDir`: the embedded Redis (an inherited REDIS_URL is
@@ -119,18 +119,8 @@ export async function launch(env: NodeJS.ProcessEnv, o: LaunchOptions = {}): Pro
  * SIGTERM, then waits for the platform to stop in order; SIGKILL after `graceMs`. Resolves
  * true when it stopped on its own.
  */
-export async function stopPlatform(child: ChildProcess, graceMs = 90_000): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return true;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  let timer: NodeJS.Timeout | undefined;
-  const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
-  clearTimeout(timer);
-  if (!done) {
-    child.kill('SIGKILL');
-    await exited;
-  }
-  return done;
+export function stopPlatform(child: ChildProcess, graceMs = 90_000): Promise<boolean> {
+  return stopChild(child, graceMs);
 }
 
 export interface Leftovers {

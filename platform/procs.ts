@@ -1,5 +1,7 @@
 // The host's process table, read from /proc. The chaos run, the bench and the tests use it to
 // find a platform's processes by title and to see that none outlives it (or hides as a shim).
+// Also the one way a child process is stopped: SIGTERM, a grace, then SIGKILL.
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -78,4 +80,30 @@ export function memoryCgroupOf(pid: number): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * Stops a child: SIGTERM, then SIGKILL once `graceMs` passed or `force` aborted. Resolves true
+ * when it stopped on its own, false when it had to be killed (or did not die 5 s after SIGKILL).
+ */
+export async function stopChild(child: ChildProcess, graceMs: number, force?: AbortSignal): Promise<boolean> {
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  if (gone()) return true;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort = () => undefined as void;
+  const late = new Promise<void>((r) => {
+    timer = setTimeout(r, graceMs);
+    onAbort = () => r();
+    if (force?.aborted) r();
+    else force?.addEventListener('abort', onAbort, { once: true });
+  });
+  await Promise.race([exited, late]);
+  clearTimeout(timer);
+  force?.removeEventListener('abort', onAbort);
+  if (gone()) return true;
+  child.kill('SIGKILL');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000).unref())]);
+  return false;
 }

@@ -2,6 +2,7 @@
 // until stopped. A process that keeps dying soon after it starts (a bad configuration, a missing
 // file) is restarted after a delay that doubles each time, up to 30 s, instead of in a tight loop.
 import { ChildProcess, spawn } from 'node:child_process';
+import { stopChild } from './procs';
 import { Logger } from '../common/log';
 
 export interface SupervisedOptions {
@@ -18,7 +19,6 @@ const MAX_RESTART_DELAY_MS = 30_000;
 export class Supervised {
   private child?: ChildProcess;
   private stopping = false;
-  private exited: Promise<void> = Promise.resolve();
   private quickDeaths = 0; // in a row
 
   constructor(readonly name: string, private readonly command: string, private readonly args: string[], private readonly log: Logger, private readonly opts: SupervisedOptions = {}) {}
@@ -29,17 +29,14 @@ export class Supervised {
     const child = spawn(this.command, this.args, { env: this.opts.env ?? process.env, stdio: ['ignore', 'inherit', 'inherit'] });
     const startedAt = Date.now();
     this.child = child;
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        resolve();
-        if (this.stopping) return;
-        this.quickDeaths = Date.now() - startedAt < QUICK_DEATH_MS ? this.quickDeaths + 1 : 0;
-        const base = this.opts.restartDelayMs ?? 500;
-        const restartInMs = Math.min(MAX_RESTART_DELAY_MS, base * 2 ** Math.max(0, this.quickDeaths - 1));
-        this.log.error({ process: this.name, code, signal, restartInMs }, 'process died; restarting');
-        const restart = () => !this.stopping && void this.start().catch((err) => this.log.error({ err, process: this.name }, 'did not restart'));
-        setTimeout(restart, restartInMs);
-      });
+    child.once('exit', (code, signal) => {
+      if (this.stopping) return;
+      this.quickDeaths = Date.now() - startedAt < QUICK_DEATH_MS ? this.quickDeaths + 1 : 0;
+      const base = this.opts.restartDelayMs ?? 500;
+      const restartInMs = Math.min(MAX_RESTART_DELAY_MS, base * 2 ** Math.max(0, this.quickDeaths - 1));
+      this.log.error({ process: this.name, code, signal, restartInMs }, 'process died; restarting');
+      const restart = () => !this.stopping && void this.start().catch((err) => this.log.error({ err, process: this.name }, 'did not restart'));
+      setTimeout(restart, restartInMs);
     });
     return child;
   }
@@ -47,11 +44,6 @@ export class Supervised {
   /** SIGTERM, then SIGKILL after `graceMs`. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
-    const c = this.child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    c.kill('SIGTERM');
-    const killer = setTimeout(() => c.kill('SIGKILL'), graceMs);
-    await this.exited;
-    clearTimeout(killer);
+    if (this.child) await stopChild(this.child, graceMs);
   }
 }
