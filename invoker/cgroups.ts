@@ -31,7 +31,8 @@ export class ContainerCgroup {
   private readonly buf = Buffer.alloc(4096);
   private cpuThisTurn: number | null | undefined;
 
-  constructor(readonly rel: string, readonly version: CgroupVersion = cgroupVersion()) {}
+  // root: where the hierarchy is mounted (on v2; tests point it at a hybrid host's unified one).
+  constructor(readonly rel: string, readonly version: CgroupVersion = cgroupVersion(), private readonly root = ROOT) {}
 
   private hotRead(file: string): string | null {
     try {
@@ -73,7 +74,7 @@ export class ContainerCgroup {
   }
 
   private file(controller: string, name: string): string {
-    return this.version === 2 ? path.join(ROOT, this.rel, name) : path.join(ROOT, controller, this.rel, name);
+    return this.version === 2 ? path.join(this.root, this.rel, name) : path.join(this.root, controller, this.rel, name);
   }
 
   /** How many processes (not threads) the container has. */
@@ -201,11 +202,11 @@ export class ContainerCgroup {
 }
 
 /** Every hierarchy folder that may hold `rel` (v1: one per mounted controller). */
-export async function hierarchies(version: CgroupVersion): Promise<string[]> {
-  if (version === 2) return [ROOT];
+export async function hierarchies(version: CgroupVersion, root = ROOT): Promise<string[]> {
+  if (version === 2) return [root];
   const out: string[] = [];
-  for (const d of await fsp.readdir(ROOT, { withFileTypes: true })) {
-    if (d.isDirectory()) out.push(path.join(ROOT, d.name));
+  for (const d of await fsp.readdir(root, { withFileTypes: true })) {
+    if (d.isDirectory()) out.push(path.join(root, d.name));
   }
   return out;
 }
@@ -214,8 +215,8 @@ export async function hierarchies(version: CgroupVersion): Promise<string[]> {
  * Removes the cgroup tree at `rel` in every hierarchy, deepest first, killing any process
  * still in it (they can only be processes of kiln's own containers). Missing folders are fine.
  */
-export async function removeCgroupTree(rel: string, version: CgroupVersion = cgroupVersion()): Promise<void> {
-  for (const h of await hierarchies(version)) await removeTree(path.join(h, rel));
+export async function removeCgroupTree(rel: string, version: CgroupVersion = cgroupVersion(), root = ROOT): Promise<void> {
+  for (const h of await hierarchies(version, root)) await removeTree(path.join(h, rel));
 }
 
 async function removeTree(dir: string): Promise<void> {
