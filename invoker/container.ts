@@ -62,6 +62,7 @@ export class Container {
   readonly output = new OutputTail();
   private pidsHits = 0;
   private tasksSeen = -1; // the task count when the runtime was last seen alone
+  private calls = 0; // in flight (more than one with concurrency > 1)
 
   private constructor(
     readonly id: string,
@@ -162,6 +163,7 @@ export class Container {
     const timer = setTimeout(() => abort.abort(), timeoutMs);
     const started = performance.now();
     let outcome: CallOutcome;
+    this.calls++;
     try {
       const reply = await this.client.post<RunReply>('/run', { event, context }, abort.signal);
       const durationMs = performance.now() - started;
@@ -180,10 +182,12 @@ export class Container {
       }
     } finally {
       clearTimeout(timer);
+      this.calls--;
     }
     const cpuAfter = this.cgroup.cpuUsageNs();
     const peak = solo ? this.cgroup.peakMemoryBytes() : null;
-    const processes = this.healthy ? this.extraProcesses() : 0;
+    // Looked for when the last call in flight ends: while others run, a process may be theirs.
+    const processes = this.healthy && this.calls === 0 ? this.extraProcesses() : 0;
     if (cpuBefore !== null && cpuAfter !== null) outcome.cpuMs = (cpuAfter - cpuBefore) / 1e6;
     if (peak !== null) outcome.peakMemoryBytes = peak;
     if (outcome.status === 'function_error' || outcome.status === 'timeout') await this.blameLimits(outcome);

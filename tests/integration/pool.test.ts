@@ -94,6 +94,34 @@ describe('prewarm, freeze, thaw and versions', () => {
     expect(b.body.host).toBe(a.body.host);
   });
 
+  it('concurrency > 1: a process of a call still running is not taken for one left behind by a call that ended', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kiln-fn-spawner-'));
+    made.push(dir);
+    await fsp.writeFile(path.join(dir, 'kiln.json'), JSON.stringify({ name: 'spawner', runtime: 'node20', handler: 'index.handler', memoryMB: 128, timeoutMs: 5000, concurrency: 4 }));
+    await fsp.writeFile(path.join(dir, 'index.js'), `
+const cp = require('child_process'), os = require('os');
+exports.handler = async (event) => {
+  if (event.child) await new Promise((r) => cp.execFile('sleep', ['1'], r)); // a child for the call's length
+  if (event.daemon) cp.spawn('sleep', ['1000'], { detached: true, stdio: 'ignore' }).unref(); // left behind
+  return { host: os.hostname() };
+};`);
+    await deploy(p, dir);
+    const call = (event: object) => p.api('POST', '/v1/functions/spawner/invoke', event);
+    const host = (await call({})).body.host;
+    const long = call({ child: true });
+    await new Promise((r) => setTimeout(r, 300)); // its sleep runs now
+    const quick = await call({}); // ends while the other call's child runs
+    const [l, q] = [await long, quick];
+    expect([l.status, q.status]).toEqual([200, 200]);
+    expect([l.body.host, q.body.host]).toEqual([host, host]);
+    const after = await call({});
+    expect(after.body.host).toBe(host); // not replaced
+    // A process still there when the last call has ended is one left behind: replaced.
+    const d = await call({ daemon: true });
+    expect(d.body.host).toBe(host);
+    expect((await call({})).body.host).not.toBe(host);
+  });
+
   it('sends calls to a new version at once and removes the old containers', async () => {
     const before = await p.api('POST', '/v1/functions/probe/invoke', {});
     const oldHost = before.body.host;
