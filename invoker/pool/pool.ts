@@ -191,8 +191,11 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
     if (!e || e.state === 'removing' || e.state === 'removed') return; // shutting down, or evicted
     e.inFlight--;
     e.lastUsed = Date.now();
-    // Removed in the background: the call's answer does not wait for its container's removal.
-    if (!container.healthy || (e.retiring && e.inFlight === 0)) this.removeLater(e);
+    // A failed container takes no more calls; it is removed once the calls still running in it
+    // (concurrency > 1) have ended, each on its own deadline, not under them. Removed in the
+    // background: the call's answer does not wait for its container's removal.
+    if (!container.healthy) e.retiring = true;
+    if (e.retiring && e.inFlight === 0) this.removeLater(e);
     else if (e.inFlight === 0) this.move(e, 'ready');
     this.notifyRoom();
     // Superseded containers and a used stem cell are removed and replaced now, not while the

@@ -585,6 +585,23 @@ describe('removals in the background', () => {
     expect(b.container.destroyed).toBe(false);
   });
 
+  it('concurrency > 1: a failed container takes no more calls and is removed when the calls still in it end', async () => {
+    const r = rig();
+    const s = spec('ns/f@1', { concurrency: 2 });
+    const a = await r.pool.acquire(s);
+    const b = await r.pool.acquire(s);
+    expect(b.container).toBe(a.container);
+    a.container.healthy = false; // say, a's call timed out
+    await r.pool.release(a.container);
+    await sleep(20);
+    expect(a.container.destroyed).toBe(false); // b's call still runs in it
+    const c = await r.pool.acquire(s);
+    expect(c.container).not.toBe(a.container); // but it takes no new call
+    await r.pool.release(b.container);
+    await until(() => a.container.destroyed);
+    await r.pool.release(c.container);
+  });
+
   it('a second release of a container being removed changes nothing (no negative in-flight count)', async () => {
     const r = rig();
     const destroying = r.f.hold('destroy');
