@@ -137,14 +137,15 @@ export class Pool<C extends PoolContainer<S>, S extends FunctionSpec> {
   async acquire(spec: S): Promise<Lease<C>> {
     this.retireOlderThan(spec);
     try {
-      return await this.place(spec);
+      return await this.lease(spec);
     } catch (e) {
       this.removeRetired(); // no call will end to do it
       throw e;
     }
   }
 
-  private async place(spec: S): Promise<Lease<C>> {
+  /** A container for the call: warm, thawed, specialised or started cold, waiting for room. */
+  private async lease(spec: S): Promise<Lease<C>> {
     const deadline = Date.now() + this.o.waitForRoomMs;
     for (;;) {
       if (this.closed) throw new Error('the invoker is shutting down');
