@@ -91,17 +91,14 @@ export async function stopChild(child: ChildProcess, graceMs: number, force?: Ab
   if (gone()) return true;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.kill('SIGTERM');
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort = () => undefined as void;
-  const late = new Promise<void>((r) => {
-    timer = setTimeout(r, graceMs);
-    onAbort = () => r();
-    if (force?.aborted) r();
-    else force?.addEventListener('abort', onAbort, { once: true });
-  });
-  await Promise.race([exited, late]);
+  let late!: () => void;
+  const lateness = new Promise<void>((r) => (late = r));
+  const timer = setTimeout(late, graceMs);
+  if (force?.aborted) late();
+  force?.addEventListener('abort', late, { once: true });
+  await Promise.race([exited, lateness]);
   clearTimeout(timer);
-  force?.removeEventListener('abort', onAbort);
+  force?.removeEventListener('abort', late);
   if (gone()) return true;
   child.kill('SIGKILL');
   await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000).unref())]);
